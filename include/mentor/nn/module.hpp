@@ -1,0 +1,132 @@
+#pragma once
+// Module<T, D>: the base of every layer and model. A module names its parameters and buffers the
+// way upstream's PyTorch state_dict does ("layers.0.attention.wqkv.weight"), so checkpoints load by
+// name. Parameters are trainable leaves; buffers are saved state that is not trained
+// (e.g. the caption model's `uncond_embedding`).
+//
+// A subclass implements `visit(Visitor&)` listing its own tensors and children:
+//     void visit(nn::Visitor<T, D>& v) override {
+//       v.parameter("weight", weight);
+//       v.child("attention", attention);
+//     }
+#include <functional>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "mentor/core/tensor.hpp"
+
+namespace mentor::nn {
+
+template <class T, class D>
+class Module;
+
+// Walks a module tree, calling the callbacks with fully qualified names.
+template <class T, class D>
+class Visitor {
+ public:
+  using TensorFn = std::function<void(const std::string& name, Tensor<T, D>& tensor)>;
+  using ModuleFn = std::function<void(const std::string& name, Module<T, D>& module)>;
+  Visitor(TensorFn on_parameter, TensorFn on_buffer, ModuleFn on_module = nullptr)
+      : on_parameter_(std::move(on_parameter)), on_buffer_(std::move(on_buffer)),
+        on_module_(std::move(on_module)) {}
+
+  void parameter(const std::string& name, Tensor<T, D>& tensor) {
+    if (on_parameter_) on_parameter_(prefix_ + name, tensor);
+  }
+  void buffer(const std::string& name, Tensor<T, D>& tensor) {
+    if (on_buffer_) on_buffer_(prefix_ + name, tensor);
+  }
+  void child(const std::string& name, Module<T, D>& module) {
+    std::string saved = prefix_;
+    prefix_ += name + ".";
+    if (on_module_) on_module_(prefix_, module);
+    module.visit(*this);
+    prefix_ = saved;
+  }
+  template <class M>
+  void children(const std::string& name, std::vector<M>& modules) {
+    for (size_t i = 0; i < modules.size(); ++i) child(name + "." + std::to_string(i), modules[i]);
+  }
+
+ private:
+  TensorFn on_parameter_, on_buffer_;
+  ModuleFn on_module_;
+  std::string prefix_;
+};
+
+template <class T, class D>
+class Module {
+ public:
+  using value_type = T;
+  using device_type = D;
+
+  Module() = default;
+  Module(const Module&) = default;
+  Module(Module&&) noexcept = default;
+  Module& operator=(const Module&) = default;
+  Module& operator=(Module&&) noexcept = default;
+  virtual ~Module() = default;
+
+  virtual void visit(Visitor<T, D>& visitor) = 0;
+
+  // Parameters by qualified name (pointers stay valid while the module is alive and not moved).
+  std::vector<std::pair<std::string, Tensor<T, D>*>> named_parameters() {
+    std::vector<std::pair<std::string, Tensor<T, D>*>> out;
+    Visitor<T, D> v([&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); }, nullptr);
+    visit(v);
+    return out;
+  }
+  std::vector<std::pair<std::string, Tensor<T, D>*>> named_buffers() {
+    std::vector<std::pair<std::string, Tensor<T, D>*>> out;
+    Visitor<T, D> v(nullptr, [&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); });
+    visit(v);
+    return out;
+  }
+  // Parameters and buffers: what a checkpoint holds.
+  std::vector<std::pair<std::string, Tensor<T, D>*>> state() {
+    std::vector<std::pair<std::string, Tensor<T, D>*>> out;
+    auto add = [&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); };
+    Visitor<T, D> v(add, add);
+    visit(v);
+    return out;
+  }
+  int64_t parameter_count() {
+    int64_t n = 0;
+    for (auto& [name, t] : named_parameters()) n += t->numel();
+    return n;
+  }
+
+  // Marks every parameter trainable (requires_grad) or frozen; `pattern` is an ECMAScript regex
+  // matched against the whole qualified name ("" = all). Returns how many tensors matched.
+  int set_trainable(bool trainable, const std::string& pattern = "") {
+    std::regex re(pattern.empty() ? ".*" : pattern);
+    int matched = 0;
+    for (auto& [name, t] : named_parameters()) {
+      if (!std::regex_match(name, re)) continue;
+      ++matched;
+      *t = t->detach();
+      if (trainable) t->requires_grad_(true);
+    }
+    return matched;
+  }
+  void zero_grad() {
+    for (auto& [name, t] : named_parameters()) t->zero_grad();
+  }
+
+  // Sets training mode (dropout active) on this module and every child.
+  void train(bool on = true) {
+    training_ = on;
+    Visitor<T, D> v(nullptr, nullptr, [on](const std::string&, Module<T, D>& m) { m.training_ = on; });
+    visit(v);
+  }
+  void eval() { train(false); }
+  bool training() const { return training_; }
+
+ private:
+  bool training_ = true;
+};
+
+}  // namespace mentor::nn
