@@ -2,12 +2,16 @@
 // thread count (2 by default, or the MENTOR_THREADS environment variable): square products at
 // n = 256..2048, transposed operands at n = 1024, and batched attention-sized products.
 //
-//   build-*/bench/bench_matmul [--benchmark_filter=NN] [--benchmark_repetitions=5]
+//   build-*/bench/bench_matmul [--benchmark_filter=NN] [--benchmark_repetitions=5
+//                               --benchmark_enable_random_interleaving=true]
 //
-// Each case reports GFLOP/s (2 m n k flops per product over wall time). After the runs the program
-// prints one line per case with both figures and mentor/OpenBLAS, e.g.
+// Each case reports GFLOP/s (2 m n k flops per product over wall time) and `others`, the share of
+// the machine's CPU time that other processes used while it ran: on a shared 2-core machine one
+// busy neighbour halves a 2-thread GEMM, so a figure is only meaningful when `others` is near 0.
+// After the runs the program prints one line per case, e.g.
 //   matmul n=1024: mentor X GFLOP/s, openblas Y GFLOP/s, ratio Z
-// With --benchmark_repetitions the summary uses each case's median.
+// using the median over the repetitions that ran undisturbed (others < 5%), or over all of them,
+// marked "(machine busy)", when none did.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -20,6 +24,13 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fstream>
+#endif
 
 #include "mentor/backend/cpu/gemm.hpp"  // also brings Eigen/Core (Eigen::setNbThreads)
 #include "mentor/backend/cpu/parallel.hpp"
@@ -59,10 +70,69 @@ struct GemmOperands {
 // pause before each case lets them go to sleep.
 void let_idle_threads_sleep() { std::this_thread::sleep_for(std::chrono::milliseconds(150)); }
 
+// CPU seconds the whole machine (all processes) and this process have used so far; their difference
+// over a run is what other processes took. Linux only (/proc/stat); elsewhere both read 0.
+class CpuUsageProbe {
+ public:
+  CpuUsageProbe() : machine_start_(machine_busy_seconds()), process_start_(process_seconds()) {}
+  // Share of the machine's CPU capacity that other processes used since construction.
+  double others_share(double wall_seconds) const {
+    const double cpus = static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
+    const double others =
+        (machine_busy_seconds() - machine_start_) - (process_seconds() - process_start_);
+    return wall_seconds > 0.0 ? std::max(0.0, others) / (cpus * wall_seconds) : 0.0;
+  }
+
+ private:
+  static double machine_busy_seconds() {
+#if defined(__linux__)
+    std::ifstream stat("/proc/stat");
+    std::string label;
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+    stat >> label >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+    return static_cast<double>(user + nice + system + irq + softirq + steal) /
+           static_cast<double>(sysconf(_SC_CLK_TCK));
+#else
+    return 0.0;
+#endif
+  }
+  static double process_seconds() {
+#if defined(__linux__)
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const auto seconds = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+    };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+#else
+    return 0.0;
+#endif
+  }
+  double machine_start_, process_start_;
+};
+
+// Runs `product` in the timing loop and sets the GFLOP/s and `others` counters.
+template <class Product>
+void time_product(benchmark::State& state, const GemmShape& s, float* c, Product&& product) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  const CpuUsageProbe probe;
+  for (auto _ : state) {
+    product();
+    benchmark::DoNotOptimize(c);
+    benchmark::ClobberMemory();
+  }
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      s.flops() * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["others"] = probe.others_share(wall);
+}
+
 void run_mentor(benchmark::State& state, GemmShape s) {
   GemmOperands ops(s);
   let_idle_threads_sleep();
-  for (auto _ : state) {
+  time_product(state, s, ops.c.data(), [&] {
     if (s.batch == 1) {
       mentor::cpu::gemm<float>(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, ops.a.data(),
                                GemmOperands::lda(s), ops.b.data(), GemmOperands::ldb(s), 0.0f,
@@ -73,11 +143,7 @@ void run_mentor(benchmark::State& state, GemmShape s) {
                                        GemmOperands::ldb(s), s.k * s.n, 0.0f, ops.c.data(), s.n,
                                        s.m * s.n);
     }
-    benchmark::DoNotOptimize(ops.c.data());
-    benchmark::ClobberMemory();
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(s.flops() * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+  });
 }
 
 #ifdef MENTOR_HAVE_OPENBLAS
@@ -85,7 +151,7 @@ void run_openblas(benchmark::State& state, GemmShape s) {
   GemmOperands ops(s);
   let_idle_threads_sleep();
   const auto trans = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
-  for (auto _ : state) {
+  time_product(state, s, ops.c.data(), [&] {
     // OpenBLAS 0.3.21 has no batched sgemm: the batch is a loop of (threaded) calls.
     for (int64_t i = 0; i < s.batch; ++i) {
       cblas_sgemm(CblasRowMajor, trans(s.trans_a), trans(s.trans_b), static_cast<int>(s.m),
@@ -94,11 +160,7 @@ void run_openblas(benchmark::State& state, GemmShape s) {
                   static_cast<int>(GemmOperands::ldb(s)), 0.0f, ops.c.data() + i * s.m * s.n,
                   static_cast<int>(s.n));
     }
-    benchmark::DoNotOptimize(ops.c.data());
-    benchmark::ClobberMemory();
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(s.flops() * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+  });
 }
 #endif
 
@@ -117,17 +179,24 @@ void register_case(const std::string& case_name, GemmShape shape) {
 // Console output as usual, plus each case's GFLOP/s kept for the closing comparison.
 class SummaryReporter : public benchmark::ConsoleReporter {
  public:
+  // Repetitions during which other processes used more than this share of the CPUs are set aside.
+  static constexpr double kBusyShare = 0.05;
+
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const auto& run : runs) {
       if (run.error_occurred) continue;
-      const auto counter = run.counters.find("GFLOP/s");
-      if (counter == run.counters.end()) continue;
+      const auto gflops = run.counters.find("GFLOP/s");
+      if (gflops == run.counters.end()) continue;
       auto& result = results_[run.run_name.function_name];
       if (run.run_type == Run::RT_Aggregate) {
-        if (run.aggregate_name == "median") result.median = counter->second.value;
-      } else {
-        result.samples.push_back(counter->second.value);
+        // Only used when the iterations themselves are not reported (aggregates-only output).
+        if (run.aggregate_name == "median") result.aggregate_median = gflops->second.value;
+        continue;
       }
+      const auto others = run.counters.find("others");
+      const double others_share = others == run.counters.end() ? 0.0 : others->second.value;
+      (others_share <= kBusyShare ? result.undisturbed : result.disturbed)
+          .push_back(gflops->second.value);
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -141,25 +210,30 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       const auto openblas = results_.find("openblas/" + case_name);
       const double mentor_gflops = result.value();
       if (openblas == results_.end()) {
-        std::printf("matmul %s: mentor %.1f GFLOP/s\n", label(case_name).c_str(), mentor_gflops);
+        std::printf("matmul %s: mentor %.1f GFLOP/s%s\n", label(case_name).c_str(), mentor_gflops,
+                    result.busy() ? " (machine busy)" : "");
         continue;
       }
       const double openblas_gflops = openblas->second.value();
-      std::printf("matmul %s: mentor %.1f GFLOP/s, openblas %.1f GFLOP/s, ratio %.2f\n",
+      std::printf("matmul %s: mentor %.1f GFLOP/s, openblas %.1f GFLOP/s, ratio %.2f%s\n",
                   label(case_name).c_str(), mentor_gflops, openblas_gflops,
-                  mentor_gflops / openblas_gflops);
+                  mentor_gflops / openblas_gflops,
+                  result.busy() || openblas->second.busy() ? " (machine busy)" : "");
     }
   }
 
  private:
   struct CaseResult {
-    double median = -1.0;
-    std::vector<double> samples;
+    double aggregate_median = -1.0;
+    std::vector<double> undisturbed, disturbed;
+    bool busy() const { return undisturbed.empty() && !disturbed.empty(); }
     double value() const {
-      if (median >= 0.0 || samples.empty()) return median;
+      const auto& samples = undisturbed.empty() ? disturbed : undisturbed;
+      if (samples.empty()) return aggregate_median;
       std::vector<double> sorted = samples;
       std::sort(sorted.begin(), sorted.end());
-      return sorted[sorted.size() / 2];
+      const std::size_t mid = sorted.size() / 2;
+      return sorted.size() % 2 == 1 ? sorted[mid] : 0.5 * (sorted[mid - 1] + sorted[mid]);
     }
   };
   // "sgemm_NN/n:1024" reads better as "n=1024"; other cases keep their full name.

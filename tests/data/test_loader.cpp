@@ -54,8 +54,10 @@ TEST_CASE("SplitMix64 matches the published reference sequence", "[loader]") {
 }
 
 TEST_CASE("shuffled_order matches the documented algorithm", "[loader]") {
-  CHECK(mentor::data::shuffled_order(10, 42, 0) == std::vector<int64_t>{4, 6, 7, 0, 9, 5, 1, 2, 3, 8});
-  CHECK(mentor::data::shuffled_order(10, 42, 1) == std::vector<int64_t>{0, 8, 1, 5, 2, 3, 6, 4, 7, 9});
+  CHECK(mentor::data::shuffled_order(10, 42, 0) ==
+        std::vector<int64_t>{4, 6, 7, 0, 9, 5, 1, 2, 3, 8});
+  CHECK(mentor::data::shuffled_order(10, 42, 1) ==
+        std::vector<int64_t>{0, 8, 1, 5, 2, 3, 6, 4, 7, 9});
   CHECK(mentor::data::shuffled_order(12, 7, 3) ==
         std::vector<int64_t>{4, 5, 11, 2, 3, 0, 9, 7, 6, 1, 10, 8});
 }
@@ -139,8 +141,7 @@ TEST_CASE("resuming from state() continues with exactly the same batches", "[loa
   }
 }
 
-TEST_CASE("shards partition the data and every rank gets the same number of batches",
-          "[loader]") {
+TEST_CASE("shards partition the data and every rank gets the same number of batches", "[loader]") {
   LoaderOptions options;
   options.batch_size = 2;
   options.seed = 5;
@@ -169,7 +170,8 @@ TEST_CASE("shards partition the data and every rank gets the same number of batc
       DataLoader<int64_t> loader(jittery_dataset(22, false), options);
       REQUIRE(loader.samples_per_epoch() == 6);
       std::vector<int64_t> shard;
-      for (const auto& batch : take(loader, 3)) shard.insert(shard.end(), batch.begin(), batch.end());
+      for (const auto& batch : take(loader, 3))
+        shard.insert(shard.end(), batch.begin(), batch.end());
       for (int k = 0; k < 6; ++k) CHECK(shard[k] == global[(rank + 4 * k) % 22]);
       seen.insert(shard.begin(), shard.end());
     }

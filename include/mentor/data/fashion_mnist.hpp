@@ -1,8 +1,8 @@
 #pragma once
 // Fashion-MNIST (Zalando, MIT) from Debian's dataset-fashion-mnist package: 60,000 train and 10,000
 // test 28x28 greyscale product photos in 10 classes, as IDX files, gzip-compressed, under
-// /usr/share/datasets/fashion-mnist/. Uncompressed copies (the same names without .gz) are read too.
-// The directory can be overridden with the MENTOR_FASHION_MNIST_DIR environment variable.
+// /usr/share/datasets/fashion-mnist/. Uncompressed copies (the same names without .gz) are read
+// too. The directory can be overridden with the MENTOR_FASHION_MNIST_DIR environment variable.
 //
 // IDX: big-endian; bytes 0-1 zero, byte 2 the element type (0x08 = uint8), byte 3 the number of
 // dimensions, then one uint32 per dimension, then the elements row-major.
@@ -79,7 +79,8 @@ inline std::filesystem::path fashion_mnist_default_dir() {
 }
 
 // True when both files of a split are present (tests skip cleanly when the package is missing).
-inline bool fashion_mnist_available(const std::filesystem::path& dir = fashion_mnist_default_dir()) {
+inline bool fashion_mnist_available(
+    const std::filesystem::path& dir = fashion_mnist_default_dir()) {
   for (std::string_view stem : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
     const auto plain = dir / std::string(stem);

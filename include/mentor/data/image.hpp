@@ -65,6 +65,9 @@
 #else
 #include <stb/stb_image_write.h>
 #endif
+// A later #include of either stb header must not compile the implementation a second time.
+#undef STB_IMAGE_IMPLEMENTATION
+#undef STB_IMAGE_WRITE_IMPLEMENTATION
 #pragma GCC diagnostic pop
 
 namespace mentor::data {
@@ -113,7 +116,8 @@ struct ImageCHW {
   float at(int c, int y, int x) const { return const_cast<ImageCHW&>(*this).at(c, y, x); }
 };
 
-// ---- Files ---------------------------------------------------------------------------------------
+// ---- Files
+// ---------------------------------------------------------------------------------------
 
 // Whole file as bytes; errors say whether the file is missing, unreadable or empty.
 inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path,
@@ -125,7 +129,8 @@ inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path,
                " is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   MENTOR_CHECK(in.good(), who, ": cannot open ", path.string());
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   MENTOR_CHECK(!in.bad(), who, ": error while reading ", path.string());
   MENTOR_CHECK(!bytes.empty(), who, ": ", path.string(), " is empty (0 bytes)");
   return bytes;
@@ -166,11 +171,12 @@ inline Image load_image(const std::filesystem::path& path, int channels = 0) {
 inline std::vector<uint8_t> encode_png(const Image& image) {
   MENTOR_CHECK(image.width > 0 && image.height > 0, "encode_png: zero-size image (", image.width,
                "x", image.height, ")");
-  MENTOR_CHECK(image.channels >= 1 && image.channels <= 4, "encode_png: channels must be 1..4, got ",
-               image.channels);
-  MENTOR_CHECK(image.data.size() == static_cast<size_t>(image.width) * image.height * image.channels,
-               "encode_png: data holds ", image.data.size(), " bytes, expected ", image.width, "x",
-               image.height, "x", image.channels);
+  MENTOR_CHECK(image.channels >= 1 && image.channels <= 4,
+               "encode_png: channels must be 1..4, got ", image.channels);
+  MENTOR_CHECK(
+      image.data.size() == static_cast<size_t>(image.width) * image.height * image.channels,
+      "encode_png: data holds ", image.data.size(), " bytes, expected ", image.width, "x",
+      image.height, "x", image.channels);
   std::vector<uint8_t> png;
   auto append = [](void* context, void* data, int size) {
     auto* out = static_cast<std::vector<uint8_t>*>(context);
@@ -179,8 +185,8 @@ inline std::vector<uint8_t> encode_png(const Image& image) {
   };
   const int ok = stbi_write_png_to_func(append, &png, image.width, image.height, image.channels,
                                         image.data.data(), image.width * image.channels);
-  MENTOR_CHECK(ok != 0, "encode_png: stb_image_write failed for a ", image.width, "x",
-               image.height, "x", image.channels, " image");
+  MENTOR_CHECK(ok != 0, "encode_png: stb_image_write failed for a ", image.width, "x", image.height,
+               "x", image.channels, " image");
   return png;
 }
 
@@ -193,7 +199,8 @@ inline void save_png(const Image& image, const std::filesystem::path& path) {
   MENTOR_CHECK(out.good(), "save_png: error while writing ", path.string());
 }
 
-// ---- gzip (stb's inflate; no zlib link needed) ------------------------------------------------------
+// ---- gzip (stb's inflate; no zlib link needed)
+// ------------------------------------------------------
 
 inline uint32_t crc32_ieee(std::span<const uint8_t> bytes) {
   static const std::array<uint32_t, 256> table = [] {
@@ -236,7 +243,10 @@ inline std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, std::string_v
   };
   const uint32_t expected_crc = le32(trailer);
   const uint32_t expected_size = le32(trailer + 4);  // length mod 2^32
-  const size_t deflate_size = bytes.size() - 8 - at;
+  // The 8-byte trailer is passed along with the deflate data: stb's decoder wants 16 bits of
+  // look-ahead and reports "unexpected end" when a stream ends flush with its buffer (in PNG and
+  // zlib streams a checksum always follows). It stops at the final block, so never reads them.
+  const size_t deflate_size = bytes.size() - at;
   if (deflate_size > static_cast<size_t>(INT32_MAX)) fail("too large");
   int out_size = 0;
   char* raw = stbi_zlib_decode_malloc_guesssize_headerflag(
@@ -244,7 +254,8 @@ inline std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, std::string_v
       expected_size > 0 && expected_size < INT32_MAX ? static_cast<int>(expected_size) : 1 << 16,
       &out_size, 0);
   if (raw == nullptr) fail("corrupt deflate data");
-  std::vector<uint8_t> out(reinterpret_cast<uint8_t*>(raw), reinterpret_cast<uint8_t*>(raw) + out_size);
+  std::vector<uint8_t> out(reinterpret_cast<uint8_t*>(raw),
+                           reinterpret_cast<uint8_t*>(raw) + out_size);
   STBI_FREE(raw);
   if (static_cast<uint32_t>(out.size()) != expected_size)
     fail("length mismatch (corrupt, truncated, or a multi-member gzip)");
@@ -252,7 +263,8 @@ inline std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, std::string_v
   return out;
 }
 
-// ---- Pillow-compatible resampling -------------------------------------------------------------------
+// ---- Pillow-compatible resampling
+// -------------------------------------------------------------------
 
 enum class ResampleFilter { box, bilinear, bicubic, lanczos };
 
@@ -260,10 +272,14 @@ namespace detail {
 
 inline double resample_support(ResampleFilter filter) {
   switch (filter) {
-    case ResampleFilter::box: return 0.5;
-    case ResampleFilter::bilinear: return 1.0;
-    case ResampleFilter::bicubic: return 2.0;
-    case ResampleFilter::lanczos: return 3.0;
+    case ResampleFilter::box:
+      return 0.5;
+    case ResampleFilter::bilinear:
+      return 1.0;
+    case ResampleFilter::bicubic:
+      return 2.0;
+    case ResampleFilter::lanczos:
+      return 3.0;
   }
   return 0.0;
 }
@@ -276,8 +292,11 @@ inline double sinc(double x) {
 
 inline double resample_weight(ResampleFilter filter, double x) {
   switch (filter) {
-    case ResampleFilter::box: return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0;
-    case ResampleFilter::bilinear: x = std::fabs(x); return x < 1.0 ? 1.0 - x : 0.0;
+    case ResampleFilter::box:
+      return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0;
+    case ResampleFilter::bilinear:
+      x = std::fabs(x);
+      return x < 1.0 ? 1.0 - x : 0.0;
     case ResampleFilter::bicubic: {
       constexpr double a = -0.5;  // Pillow's (and Keys') choice
       x = std::fabs(x);
@@ -285,7 +304,8 @@ inline double resample_weight(ResampleFilter filter, double x) {
       if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
       return 0.0;
     }
-    case ResampleFilter::lanczos: return (x >= -3.0 && x < 3.0) ? sinc(x) * sinc(x / 3.0) : 0.0;
+    case ResampleFilter::lanczos:
+      return (x >= -3.0 && x < 3.0) ? sinc(x) * sinc(x / 3.0) : 0.0;
   }
   return 0.0;
 }
@@ -385,7 +405,8 @@ inline ImageCHW resample_pass_f32(const ImageCHW& in, int out_size, ResampleFilt
         const double* wi = &t.weight[static_cast<size_t>(i) * static_cast<size_t>(t.taps)];
         double sum = 0.0;
         for (int k = 0; k < n; ++k)
-          sum += static_cast<double>(horizontal ? in.at(c, y, lo + k) : in.at(c, lo + k, x)) * wi[k];
+          sum +=
+              static_cast<double>(horizontal ? in.at(c, y, lo + k) : in.at(c, lo + k, x)) * wi[k];
         out.at(c, y, x) = static_cast<float>(sum);
       }
     }
@@ -447,8 +468,8 @@ inline int floor_div2(int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
 // The centred width x height window, offset floor((in - out) / 2) on each axis (as HF's
 // center_crop and ADM's crop). A window larger than the image is padded with zeros (as HF).
 inline Image center_crop(const Image& image, int width, int height) {
-  MENTOR_CHECK(width > 0 && height > 0, "center_crop: crop size must be positive, got ", width,
-               "x", height);
+  MENTOR_CHECK(width > 0 && height > 0, "center_crop: crop size must be positive, got ", width, "x",
+               height);
   Image out(width, height, image.channels);
   const int top = detail::floor_div2(image.height - height);
   const int left = detail::floor_div2(image.width - width);
@@ -494,8 +515,9 @@ inline constexpr std::array<float, 3> kClipStd = {0.26862954f, 0.26130258f, 0.27
 inline std::array<int, 2> clip_resize_size(int width, int height, int size) {
   const int short_side = std::min(width, height), long_side = std::max(width, height);
   if (short_side == size) return {width, height};
-  const int new_long = static_cast<int>(static_cast<double>(static_cast<int64_t>(size) * long_side) /
-                                        static_cast<double>(short_side));
+  const int new_long =
+      static_cast<int>(static_cast<double>(static_cast<int64_t>(size) * long_side) /
+                       static_cast<double>(short_side));
   return width <= height ? std::array<int, 2>{size, new_long} : std::array<int, 2>{new_long, size};
 }
 
@@ -514,7 +536,8 @@ inline ImageCHW clip_preprocess(const Image& image, int size = 224) {
       for (int x = 0; x < size; ++x) {
         // HF rescales in float64 then casts to float32, and normalises in float32.
         const auto unit = static_cast<float>(static_cast<double>(rgb.at(y, x, c)) * (1.0 / 255.0));
-        out.at(c, y, x) = (unit - kClipMean[static_cast<size_t>(c)]) / kClipStd[static_cast<size_t>(c)];
+        out.at(c, y, x) =
+            (unit - kClipMean[static_cast<size_t>(c)]) / kClipStd[static_cast<size_t>(c)];
       }
   return out;
 }

@@ -78,7 +78,8 @@ class FunctionDataset final : public Dataset<Sample> {
   std::function<Sample(int64_t)> get_sample_;
 };
 
-// ---- Deterministic randomness -----------------------------------------------------------------------
+// ---- Deterministic randomness
+// -----------------------------------------------------------------------
 
 class SplitMix64 {
  public:
@@ -111,7 +112,8 @@ inline uint64_t shuffle_seed(uint64_t seed, int64_t epoch) {
 
 // A seed for per-sample randomness (augmentation) that depends only on (seed, epoch, index).
 inline uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
-  return SplitMix64(shuffle_seed(seed, epoch) ^ (static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull))
+  return SplitMix64(shuffle_seed(seed, epoch) ^
+                    (static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull))
       .next();
 }
 
@@ -127,7 +129,8 @@ inline std::vector<int64_t> shuffled_order(int64_t n, uint64_t seed, int64_t epo
   return order;
 }
 
-// ---- Loader ---------------------------------------------------------------------------------------
+// ---- Loader
+// ---------------------------------------------------------------------------------------
 
 struct LoaderOptions {
   int64_t batch_size = 1;
@@ -183,9 +186,9 @@ class BatchPlan {
     } else {
       shard_size_ = dataset_size / world;
     }
-    batches_per_epoch_ = options.drop_last ? shard_size_ / options.batch_size
-                                           : (shard_size_ + options.batch_size - 1) /
-                                                 options.batch_size;
+    batches_per_epoch_ = options.drop_last
+                             ? shard_size_ / options.batch_size
+                             : (shard_size_ + options.batch_size - 1) / options.batch_size;
   }
 
   int64_t shard_size() const { return shard_size_; }
@@ -211,8 +214,7 @@ class BatchPlan {
   }
 
   // Indices of batch `batch_index` given this epoch's shard order.
-  std::vector<int64_t> batch_indices(const std::vector<int64_t>& shard,
-                                     int64_t batch_index) const {
+  std::vector<int64_t> batch_indices(const std::vector<int64_t>& shard, int64_t batch_index) const {
     const int64_t begin = batch_index * options_.batch_size;
     const int64_t end = std::min(begin + options_.batch_size, shard_size_);
     return {shard.begin() + begin, shard.begin() + end};
@@ -225,19 +227,21 @@ class BatchPlan {
   int64_t batches_per_epoch_ = 0;
 };
 
-// Yields batches forever, epoch after epoch (state() tells where it is; batches_per_epoch() how long
-// an epoch is). With num_workers > 0, worker threads build up to prefetch_batches batches ahead;
-// the consumer still receives them strictly in plan order. An exception thrown while building a
-// batch (by the dataset or collate) is rethrown by the next() call that would have returned that
-// batch; that batch then counts as consumed, so a caller that catches it may continue with the
-// following one. The destructor stops the workers (after each finishes the batch it is building).
+// Yields batches forever, epoch after epoch (state() tells where it is; batches_per_epoch() how
+// long an epoch is). With num_workers > 0, worker threads build up to prefetch_batches batches
+// ahead; the consumer still receives them strictly in plan order. An exception thrown while
+// building a batch (by the dataset or collate) is rethrown by the next() call that would have
+// returned that batch; that batch then counts as consumed, so a caller that catches it may continue
+// with the following one. The destructor stops the workers (after each finishes the batch it is
+// building). The collate function, like Dataset::get, is called from several worker threads at
+// once.
 template <class Sample, class Batch = std::vector<Sample>>
 class DataLoader {
  public:
   using Collate = std::function<Batch(std::vector<Sample>&&)>;
 
-  DataLoader(std::shared_ptr<const Dataset<Sample>> dataset, LoaderOptions options,
-             Collate collate, LoaderState start = {})
+  DataLoader(std::shared_ptr<const Dataset<Sample>> dataset, LoaderOptions options, Collate collate,
+             LoaderState start = {})
       : dataset_(std::move(dataset)),
         options_(options),
         collate_(std::move(collate)),
@@ -246,9 +250,10 @@ class DataLoader {
     MENTOR_CHECK(static_cast<bool>(collate_), "DataLoader: empty collate function");
     MENTOR_CHECK(start.epoch >= 0 && start.batch_index >= 0, "DataLoader: invalid start state {",
                  start.epoch, ", ", start.batch_index, "}");
-    MENTOR_CHECK(plan_.batches_per_epoch() > 0, "DataLoader: an epoch has no batches (dataset size ",
-                 dataset_->size(), ", world_size ", options.world_size, ", batch_size ",
-                 options.batch_size, ", drop_last ", options.drop_last, ")");
+    MENTOR_CHECK(plan_.batches_per_epoch() > 0,
+                 "DataLoader: an epoch has no batches (dataset size ", dataset_->size(),
+                 ", world_size ", options.world_size, ", batch_size ", options.batch_size,
+                 ", drop_last ", options.drop_last, ")");
     MENTOR_CHECK(start.batch_index <= plan_.batches_per_epoch(), "DataLoader: start batch_index ",
                  start.batch_index, " past the end of an epoch of ", plan_.batches_per_epoch(),
                  " batches");
@@ -261,10 +266,10 @@ class DataLoader {
 
   // For Batch == std::vector<Sample>: the batch is the samples themselves.
   DataLoader(std::shared_ptr<const Dataset<Sample>> dataset, LoaderOptions options,
-             LoaderState start = {})
-    requires std::is_same_v<Batch, std::vector<Sample>>
-      : DataLoader(std::move(dataset), options,
-                   [](std::vector<Sample>&& samples) { return std::move(samples); }, start) {}
+             LoaderState start = {}) requires std::is_same_v<Batch, std::vector<Sample>>
+      : DataLoader(
+            std::move(dataset), options,
+            [](std::vector<Sample>&& samples) { return std::move(samples); }, start) {}
 
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -289,7 +294,8 @@ class DataLoader {
     ++next_to_consume_;
     lock.unlock();
     work_available_.notify_all();  // a prefetch slot is free
-    if (auto* error = std::get_if<std::exception_ptr>(&node.mapped())) std::rethrow_exception(*error);
+    if (auto* error = std::get_if<std::exception_ptr>(&node.mapped()))
+      std::rethrow_exception(*error);
     return std::move(std::get<Batch>(node.mapped()));
   }
 
@@ -372,7 +378,8 @@ class DataLoader {
   std::vector<std::thread> workers_;  // last: started after every other member exists
 };
 
-// ---- Padding variable-length sequences -----------------------------------------------------------
+// ---- Padding variable-length sequences
+// -----------------------------------------------------------
 
 enum class PadSide { left, right };
 
@@ -390,8 +397,8 @@ struct PaddedBatch {
 // does); right padding at the start (as the T5 tokenizer does). A sequence longer than `length` is
 // an error: truncation is the tokenizer's decision, not the collate's.
 template <class Id>
-PaddedBatch<Id> pad_batch(const std::vector<std::vector<Id>>& sequences, Id pad_value,
-                          PadSide side, int64_t length = -1) {
+PaddedBatch<Id> pad_batch(const std::vector<std::vector<Id>>& sequences, Id pad_value, PadSide side,
+                          int64_t length = -1) {
   int64_t longest = 0;
   for (const auto& sequence : sequences) longest = std::max<int64_t>(longest, sequence.size());
   PaddedBatch<Id> out;

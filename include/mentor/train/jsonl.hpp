@@ -79,7 +79,8 @@ class JsonlLogger {
   static std::vector<nlohmann::json> read(const std::filesystem::path& path,
                                           bool skip_torn_last_line = false) {
     std::vector<nlohmann::json> records;
-    for (auto& line : read_lines(path, skip_torn_last_line)) records.push_back(std::move(line.record));
+    for (auto& line : read_lines(path, skip_torn_last_line))
+      records.push_back(std::move(line.record));
     return records;
   }
 
@@ -116,8 +117,8 @@ class JsonlLogger {
   };
 
   static std::vector<Line> read_lines(const std::filesystem::path& path, bool skip_torn_last_line) {
-    MENTOR_CHECK(std::filesystem::exists(path), "JsonlLogger::read: file not found: ",
-                 path.string());
+    MENTOR_CHECK(std::filesystem::exists(path),
+                 "JsonlLogger::read: file not found: ", path.string());
     std::ifstream in(path);
     MENTOR_CHECK(in.good(), "JsonlLogger::read: cannot open ", path.string());
     std::vector<std::string> texts;

@@ -1,0 +1,604 @@
+#pragma once
+// The LlamaGen GPT family (autoregressive/models/gpt.py upstream; MENTOR's decoder is GPT-XL in
+// text-conditional mode): a Llama decoder over [condition tokens ; image tokens] with 2D RoPE.
+//
+//   c2i: the condition is one class label, embedded by `cls_embedding.embedding_table`
+//        (num_classes + 1 rows when class dropout is on: the last row is the null class used for
+//        guidance dropout and the unconditional branch of classifier-free guidance).
+//   t2i: the condition is a left-padded [B, cls_token_num, caption_dim] sequence (T5 features, or
+//        MENTOR's multimodal encoder output) projected by `cls_embedding.cap_proj` (fc1, tanh-GELU,
+//        fc2, no biases); guidance dropout replaces a whole sample's sequence by the fixed buffer
+//        `cls_embedding.uncond_embedding` (before cap_proj), leaving the attention mask alone.
+//
+// The rotary table's condition rows are zero (upstream LlamaGen: condition q and k vanish) or the
+// identity (MENTOR's fix), chosen by `rope_prefix`.
+//
+// Training: forward_train(idx = tokens[:, :-1], cond, mask) gives the logits of positions
+// cls_token_num-1 .. end, i.e. one row per image token tokens[:, 0..L-1]; loss() is the
+// cross-entropy against the tokens (optionally weighted per sample). Inference: setup_cache, then
+// prefill(cond, emb_mask) (logits of the first image token) and step(token, pos) per token; see
+// generate/greedy.hpp for the guided loop.
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mentor/core/error.hpp"
+#include "mentor/nn/layers.hpp"
+#include "mentor/nn/transformer.hpp"
+#include "mentor/ops/dropout.hpp"
+#include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/loss.hpp"
+#include "mentor/ops/rope.hpp"
+#include "mentor/ops/shape_ops.hpp"
+#include "mentor/ops/unary.hpp"
+
+namespace mentor::models {
+
+enum class GPTModelType { ClassToImage, TextToImage };  // upstream "c2i", "t2i"
+
+inline std::string_view to_string(GPTModelType type) {
+  return type == GPTModelType::ClassToImage ? "c2i" : "t2i";
+}
+
+// Upstream's ModelArgs (same names and defaults) plus `rope_prefix`.
+struct GPTConfig {
+  int64_t dim = 4096;
+  int64_t n_layer = 32;
+  int64_t n_head = 32;
+  int64_t n_kv_head = 0;  // 0 (upstream None): n_head
+  int64_t multiple_of = 256;
+  std::optional<double> ffn_dim_multiplier;
+  double rope_base = 10000;
+  double norm_eps = 1e-5;
+  double initializer_range = 0.02;
+
+  double token_dropout_p = 0.1;
+  double attn_dropout_p = 0.0;  // only 0 is supported (upstream's default; MENTOR's too)
+  double resid_dropout_p = 0.1;
+  double ffn_dropout_p = 0.1;
+  double drop_path_rate = 0.0;  // only 0 is supported (upstream's default)
+
+  int64_t num_classes = 1000;
+  int64_t caption_dim = 2048;
+  double class_dropout_prob = 0.1;
+  GPTModelType model_type = GPTModelType::ClassToImage;
+
+  int64_t vocab_size = 16384;
+  int64_t cls_token_num = 1;
+  int64_t block_size = 256;
+  RopePrefix rope_prefix = RopePrefix::Zero;
+
+  int64_t kv_heads() const { return n_kv_head == 0 ? n_head : n_kv_head; }
+  int64_t head_dim() const { return dim / n_head; }
+  int64_t ffn_hidden_dim() const { return nn::swiglu_hidden_dim(dim, multiple_of, ffn_dim_multiplier); }
+  int64_t grid_size() const {
+    auto grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(block_size))));
+    return grid;
+  }
+  // The label table has a null-class row only when class dropout is on (as upstream).
+  int64_t label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
+  bool is_c2i() const { return model_type == GPTModelType::ClassToImage; }
+
+  void validate() const {
+    MENTOR_CHECK(dim > 0 && n_layer > 0 && n_head > 0, "GPTConfig: dim ", dim, ", n_layer ",
+                 n_layer, " and n_head ", n_head, " must be positive");
+    MENTOR_CHECK(dim % n_head == 0, "GPTConfig: dim ", dim, " is not a multiple of n_head ", n_head);
+    MENTOR_CHECK(n_kv_head >= 0 && n_head % kv_heads() == 0, "GPTConfig: n_kv_head ", n_kv_head,
+                 " does not divide n_head ", n_head);
+    MENTOR_CHECK(head_dim() % 4 == 0, "GPTConfig: head_dim ", head_dim(),
+                 " must be a multiple of 4 for the 2D rotary embedding");
+    MENTOR_CHECK(multiple_of > 0, "GPTConfig: multiple_of ", multiple_of, " must be positive");
+    MENTOR_CHECK(block_size > 0 && grid_size() * grid_size() == block_size, "GPTConfig: block_size ",
+                 block_size, " is not a square number of image tokens");
+    MENTOR_CHECK(vocab_size > 0 && cls_token_num > 0, "GPTConfig: vocab_size ", vocab_size,
+                 " and cls_token_num ", cls_token_num, " must be positive");
+    MENTOR_CHECK(!is_c2i() || (num_classes > 0 && cls_token_num == 1), "GPTConfig: c2i needs ",
+                 "num_classes > 0 (got ", num_classes, ") and cls_token_num 1 (got ", cls_token_num,
+                 ")");
+    MENTOR_CHECK(is_c2i() || caption_dim > 0, "GPTConfig: t2i needs caption_dim > 0, got ",
+                 caption_dim);
+    for (auto [name, p] : {std::pair{"token_dropout_p", token_dropout_p},
+                           {"resid_dropout_p", resid_dropout_p},
+                           {"ffn_dropout_p", ffn_dropout_p},
+                           {"class_dropout_prob", class_dropout_prob}})
+      MENTOR_CHECK(p >= 0 && p <= 1, "GPTConfig: ", name, " ", p, " is outside [0, 1]");
+    MENTOR_CHECK(attn_dropout_p == 0, "GPTConfig: attn_dropout_p ", attn_dropout_p,
+                 " is not supported (only 0, upstream's default)");
+    MENTOR_CHECK(drop_path_rate == 0, "GPTConfig: drop_path_rate ", drop_path_rate,
+                 " is not supported (only 0, upstream's default)");
+  }
+
+  // Upstream's named sizes (GPT_models): only n_layer, n_head and dim differ.
+  static const std::vector<std::pair<std::string, std::array<int64_t, 3>>>& presets() {
+    static const std::vector<std::pair<std::string, std::array<int64_t, 3>>> table = {
+        {"GPT-B", {12, 12, 768}},     {"GPT-L", {24, 16, 1024}},   {"GPT-XL", {36, 20, 1280}},
+        {"GPT-XXL", {48, 24, 1536}},  {"GPT-XXXL", {48, 40, 2560}}, {"GPT-1B", {22, 32, 2048}},
+        {"GPT-3B", {24, 32, 3200}},   {"GPT-7B", {32, 32, 4096}}};
+    return table;
+  }
+  // A named size with upstream's defaults for everything else (c2i, 256 tokens); adjust the rest.
+  static GPTConfig preset(std::string_view name) {
+    for (const auto& [preset_name, sizes] : presets()) {
+      if (preset_name != name) continue;
+      GPTConfig config;
+      config.n_layer = sizes[0];
+      config.n_head = sizes[1];
+      config.dim = sizes[2];
+      return config;
+    }
+    std::string known;
+    for (const auto& [preset_name, sizes] : presets()) known += (known.empty() ? "" : ", ") + preset_name;
+    throw Error(detail::concat("GPTConfig::preset: unknown model '", name, "' (known: ", known, ")"));
+  }
+
+  // Reads upstream ModelArgs keys (fixture configs.json entries); keys not given keep their
+  // defaults, or the preset's when the object names one under "gpt_model" (e.g. "GPT-XL").
+  // "model_type" is "c2i" or "t2i"; "rope_prefix" is "zero" or "identity".
+  static GPTConfig from_json(const nlohmann::json& j) {
+    MENTOR_CHECK(j.is_object(), "GPTConfig::from_json: expected an object, got ", j.dump());
+    GPTConfig c = j.contains("gpt_model") ? preset(j.at("gpt_model").get<std::string>()) : GPTConfig{};
+    try {
+      auto get = [&](const char* key, auto& field) {
+        if (j.contains(key) && !j.at(key).is_null()) field = j.at(key).get<std::decay_t<decltype(field)>>();
+      };
+      get("dim", c.dim);
+      get("n_layer", c.n_layer);
+      get("n_head", c.n_head);
+      get("n_kv_head", c.n_kv_head);
+      get("multiple_of", c.multiple_of);
+      if (j.contains("ffn_dim_multiplier") && !j.at("ffn_dim_multiplier").is_null())
+        c.ffn_dim_multiplier = j.at("ffn_dim_multiplier").get<double>();
+      get("rope_base", c.rope_base);
+      get("norm_eps", c.norm_eps);
+      get("initializer_range", c.initializer_range);
+      get("token_dropout_p", c.token_dropout_p);
+      get("attn_dropout_p", c.attn_dropout_p);
+      get("resid_dropout_p", c.resid_dropout_p);
+      get("ffn_dropout_p", c.ffn_dropout_p);
+      get("drop_path_rate", c.drop_path_rate);
+      get("num_classes", c.num_classes);
+      get("caption_dim", c.caption_dim);
+      get("class_dropout_prob", c.class_dropout_prob);
+      get("vocab_size", c.vocab_size);
+      get("cls_token_num", c.cls_token_num);
+      get("block_size", c.block_size);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(detail::concat("GPTConfig::from_json: ", e.what(), " in ", j.dump()));
+    }
+    if (j.contains("model_type")) {
+      std::string type = j.at("model_type").get<std::string>();
+      if (type == "c2i") c.model_type = GPTModelType::ClassToImage;
+      else if (type == "t2i") c.model_type = GPTModelType::TextToImage;
+      else throw Error(detail::concat("GPTConfig::from_json: model_type '", type, "' is not c2i or t2i"));
+    }
+    if (j.contains("rope_prefix")) {
+      std::string prefix = j.at("rope_prefix").get<std::string>();
+      if (prefix == "zero") c.rope_prefix = RopePrefix::Zero;
+      else if (prefix == "identity") c.rope_prefix = RopePrefix::Identity;
+      else
+        throw Error(detail::concat("GPTConfig::from_json: rope_prefix '", prefix,
+                                   "' is not zero or identity"));
+    }
+    c.validate();
+    return c;
+  }
+
+  nlohmann::json to_json() const {
+    nlohmann::json j = {{"dim", dim},
+                        {"n_layer", n_layer},
+                        {"n_head", n_head},
+                        {"n_kv_head", n_kv_head == 0 ? nlohmann::json() : nlohmann::json(n_kv_head)},
+                        {"multiple_of", multiple_of},
+                        {"ffn_dim_multiplier",
+                         ffn_dim_multiplier ? nlohmann::json(*ffn_dim_multiplier) : nlohmann::json()},
+                        {"rope_base", rope_base},
+                        {"norm_eps", norm_eps},
+                        {"initializer_range", initializer_range},
+                        {"token_dropout_p", token_dropout_p},
+                        {"attn_dropout_p", attn_dropout_p},
+                        {"resid_dropout_p", resid_dropout_p},
+                        {"ffn_dropout_p", ffn_dropout_p},
+                        {"drop_path_rate", drop_path_rate},
+                        {"num_classes", num_classes},
+                        {"caption_dim", caption_dim},
+                        {"class_dropout_prob", class_dropout_prob},
+                        {"model_type", std::string(to_string(model_type))},
+                        {"vocab_size", vocab_size},
+                        {"cls_token_num", cls_token_num},
+                        {"block_size", block_size},
+                        {"rope_prefix", rope_prefix == RopePrefix::Zero ? "zero" : "identity"}};
+    return j;
+  }
+};
+
+// Every parameter's upstream name and shape, computed from the config alone (no allocation), in
+// the order GPT::named_parameters() lists them. Buffers (uncond_embedding) are not parameters.
+inline std::vector<std::pair<std::string, Shape>> gpt_parameter_shapes(const GPTConfig& c) {
+  c.validate();
+  std::vector<std::pair<std::string, Shape>> shapes;
+  if (c.is_c2i()) {
+    shapes.emplace_back("cls_embedding.embedding_table.weight", Shape{c.label_rows(), c.dim});
+  } else {
+    shapes.emplace_back("cls_embedding.cap_proj.fc1.weight", Shape{c.dim, c.caption_dim});
+    shapes.emplace_back("cls_embedding.cap_proj.fc2.weight", Shape{c.dim, c.dim});
+  }
+  shapes.emplace_back("tok_embeddings.weight", Shape{c.vocab_size, c.dim});
+  const int64_t qkv_rows = (c.n_head + 2 * c.kv_heads()) * c.head_dim();
+  const int64_t hidden = c.ffn_hidden_dim();
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    std::string p = "layers." + std::to_string(i) + ".";
+    shapes.emplace_back(p + "attention.wqkv.weight", Shape{qkv_rows, c.dim});
+    shapes.emplace_back(p + "attention.wo.weight", Shape{c.dim, c.dim});
+    shapes.emplace_back(p + "feed_forward.w1.weight", Shape{hidden, c.dim});
+    shapes.emplace_back(p + "feed_forward.w2.weight", Shape{c.dim, hidden});
+    shapes.emplace_back(p + "feed_forward.w3.weight", Shape{hidden, c.dim});
+    shapes.emplace_back(p + "attention_norm.weight", Shape{c.dim});
+    shapes.emplace_back(p + "ffn_norm.weight", Shape{c.dim});
+  }
+  shapes.emplace_back("norm.weight", Shape{c.dim});
+  shapes.emplace_back("output.weight", Shape{c.vocab_size, c.dim});
+  return shapes;
+}
+
+inline int64_t gpt_parameter_count(const GPTConfig& config) {
+  int64_t n = 0;
+  for (const auto& [name, shape] : gpt_parameter_shapes(config)) n += shape.numel();
+  return n;
+}
+
+// ---- condition embedders ------------------------------------------------------------------------
+
+// Class labels -> [B, 1, dim]; upstream LabelEmbedder.
+template <FloatingElement T, class D = CPU>
+class LabelEmbedder : public nn::Module<T, D> {
+ public:
+  LabelEmbedder() = default;
+  LabelEmbedder(int64_t num_classes, int64_t rows, int64_t dim, Generator& gen, double init_std)
+      : num_classes(num_classes), embedding_table(rows, dim, gen, init_std) {}
+
+  Tensor<T, D> operator()(const Tensor<int64_t, D>& labels) const {
+    MENTOR_CHECK_SHAPE(labels.dim() == 1, "LabelEmbedder: labels ", labels.shape().str(),
+                       " are not [batch]");
+    return embedding_table(labels).unsqueeze(1);
+  }
+  // Labels with the dropped samples replaced by the null class `num_classes`.
+  Tensor<int64_t, D> drop(const Tensor<int64_t, D>& labels, const Tensor<bool, D>& dropped) const {
+    MENTOR_CHECK_SHAPE(dropped.shape() == labels.shape(), "LabelEmbedder: drop mask ",
+                       dropped.shape().str(), " does not match labels ", labels.shape().str());
+    MENTOR_CHECK(embedding_table.weight.size(0) > num_classes, "LabelEmbedder: no null-class row (",
+                 "the table has ", embedding_table.weight.size(0), " rows for ", num_classes,
+                 " classes: class_dropout_prob was 0)");
+    return where(dropped, Tensor<int64_t, D>::full(Shape{}, num_classes), labels);
+  }
+
+  void visit(nn::Visitor<T, D>& v) override { v.child("embedding_table", embedding_table); }
+
+  int64_t num_classes = 0;
+  nn::Embedding<T, D> embedding_table;  // [num_classes (+1 null), dim]
+};
+
+// upstream MLP: fc1 -> GELU(tanh) -> fc2, no biases.
+template <FloatingElement T, class D = CPU>
+class CaptionMLP : public nn::Module<T, D> {
+ public:
+  CaptionMLP() = default;
+  CaptionMLP(int64_t in_features, int64_t hidden, int64_t out_features, Generator& gen,
+             double init_std)
+      : fc1(in_features, hidden, false, gen, init_std), fc2(hidden, out_features, false, gen, init_std) {}
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    return fc2(gelu(fc1(x), GeluApprox::Tanh));
+  }
+  void visit(nn::Visitor<T, D>& v) override {
+    v.child("fc1", fc1);
+    v.child("fc2", fc2);
+  }
+  nn::Linear<T, D> fc1, fc2;
+};
+
+// Caption features [B, T, caption_dim] -> [B, T, dim]; upstream CaptionEmbedder.
+template <FloatingElement T, class D = CPU>
+class CaptionEmbedder : public nn::Module<T, D> {
+ public:
+  CaptionEmbedder() = default;
+  CaptionEmbedder(int64_t caption_dim, int64_t dim, int64_t token_num, Generator& gen, double init_std)
+      : cap_proj(caption_dim, dim, dim, gen, init_std),
+        uncond_embedding(Tensor<float, D>::randn({token_num, caption_dim}, gen, 0.f,
+                                                 static_cast<float>(1.0 / std::sqrt(caption_dim)))
+                             .template to<T>()) {}
+
+  Tensor<T, D> operator()(const Tensor<T, D>& caption) const {
+    MENTOR_CHECK_SHAPE(caption.dim() == 3 && caption.size(2) == uncond_embedding.size(1),
+                       "CaptionEmbedder: caption ", caption.shape().str(), " is not [batch, tokens, ",
+                       uncond_embedding.size(1), "]");
+    return cap_proj(caption);
+  }
+  // Captions with the dropped samples replaced by uncond_embedding (before cap_proj).
+  Tensor<T, D> drop(const Tensor<T, D>& caption, const Tensor<bool, D>& dropped) const {
+    MENTOR_CHECK_SHAPE(caption.dim() == 3 && caption.size(1) == uncond_embedding.size(0) &&
+                           caption.size(2) == uncond_embedding.size(1),
+                       "CaptionEmbedder: caption ", caption.shape().str(),
+                       " does not match uncond_embedding ", uncond_embedding.shape().str());
+    MENTOR_CHECK_SHAPE(dropped.dim() == 1 && dropped.size(0) == caption.size(0),
+                       "CaptionEmbedder: drop mask ", dropped.shape().str(), " for caption ",
+                       caption.shape().str());
+    return where(dropped.view({caption.size(0), 1, 1}), uncond_embedding, caption);
+  }
+  // uncond_embedding repeated over a batch: the unconditional branch of guidance.
+  Tensor<T, D> unconditional(int64_t batch) const {
+    return uncond_embedding.unsqueeze(0).expand({batch, -1, -1}).contiguous();
+  }
+
+  void visit(nn::Visitor<T, D>& v) override {
+    v.child("cap_proj", cap_proj);
+    v.buffer("uncond_embedding", uncond_embedding);
+  }
+
+  CaptionMLP<T, D> cap_proj;
+  Tensor<T, D> uncond_embedding;  // buffer [token_num, caption_dim]
+};
+
+// ---- the decoder --------------------------------------------------------------------------------
+
+template <FloatingElement T, class D = CPU>
+class GPT : public nn::Module<T, D> {
+ public:
+  using Labels = Tensor<int64_t, D>;
+  using Caption = Tensor<T, D>;
+
+  GPT(const GPTConfig& config, Generator& gen)
+      : config_((config.validate(), config)) {
+    // Its own stream, so that dropout draws do not shift the initialisation stream of `gen`.
+    dropout_generator = Generator(gen.seed ^ 0x9E3779B97F4A7C15ull);
+    const double std = config.initializer_range;
+    if (config.is_c2i())
+      label_embedder_ = LabelEmbedder<T, D>(config.num_classes, config.label_rows(), config.dim, gen, std);
+    else
+      caption_embedder_ = CaptionEmbedder<T, D>(config.caption_dim, config.dim, config.cls_token_num, gen, std);
+    tok_embeddings = nn::Embedding<T, D>(config.vocab_size, config.dim, gen, std);
+    nn::TransformerBlockConfig block{config.dim,           config.n_head,          config.kv_heads(),
+                                     config.ffn_hidden_dim(), config.norm_eps,     config.resid_dropout_p,
+                                     config.ffn_dropout_p,  std};
+    layers.reserve(static_cast<size_t>(config.n_layer));
+    for (int64_t i = 0; i < config.n_layer; ++i) layers.emplace_back(block, gen);
+    norm = nn::RMSNorm<T, D>(config.dim, config.norm_eps);
+    // Upstream zero-initialises the output head.
+    output.weight = Tensor<T, D>::zeros({config.vocab_size, config.dim}).requires_grad_();
+    freqs_cis = rope_2d_table<D>(config.grid_size(), config.head_dim(), config.cls_token_num,
+                                 config.rope_prefix, config.rope_base);
+  }
+
+  void visit(nn::Visitor<T, D>& v) override {
+    if (config_.is_c2i()) v.child("cls_embedding", label_embedder_);
+    else v.child("cls_embedding", caption_embedder_);
+    v.child("tok_embeddings", tok_embeddings);
+    v.children("layers", layers);
+    v.child("norm", norm);
+    v.child("output", output);
+  }
+
+  const GPTConfig& config() const { return config_; }
+
+  // ---- condition embeddings [B, cls_token_num, dim] ---------------------------------------------
+  // `force_drop` [B] (upstream force_drop_ids): when given, exactly these samples are replaced by
+  // the null condition; otherwise, in training mode, each sample is with class_dropout_prob.
+  Tensor<T, D> embed_condition(const Labels& labels, const Tensor<bool, D>& force_drop = {},
+                               bool training_dropout = false) {
+    MENTOR_CHECK(config_.is_c2i(), "GPT: class labels given to a ", to_string(config_.model_type),
+                 " model (it expects caption features [B, T, ", config_.caption_dim, "])");
+    Tensor<bool, D> dropped = drop_mask(labels.dim() == 1 ? labels.size(0) : 0, force_drop, training_dropout);
+    return label_embedder_(dropped.defined() ? label_embedder_.drop(labels, dropped) : labels);
+  }
+  Tensor<T, D> embed_condition(const Caption& caption, const Tensor<bool, D>& force_drop = {},
+                               bool training_dropout = false) {
+    MENTOR_CHECK(!config_.is_c2i(), "GPT: caption features ", caption.shape().str(),
+                 " given to a c2i model (it expects class labels [B])");
+    Tensor<bool, D> dropped = drop_mask(caption.dim() == 3 ? caption.size(0) : 0, force_drop, training_dropout);
+    Tensor<T, D> embedded = caption_embedder_(dropped.defined() ? caption_embedder_.drop(caption, dropped) : caption);
+    if (embedded.size(1) != config_.cls_token_num) embedded = embedded.narrow(1, 0, config_.cls_token_num);
+    return embedded;
+  }
+
+  // ---- training ---------------------------------------------------------------------------------
+  // idx [B, S_img] image tokens fed (upstream passes tokens[:, :-1]); cond: labels [B] (c2i) or
+  // caption features [B, cls_token_num, caption_dim] (t2i); mask: undefined (causal) or bool
+  // [B, S, S] / [B, 1, S, S] with S = cls_token_num + S_img (true = attend; the t2i data pipeline's
+  // left-padding mask). Returns logits [B, S_img + 1, vocab] for positions cls_token_num - 1 .. S-1.
+  // Token / residual / FFN dropout and guidance dropout apply in training mode (dropout_generator).
+  template <class Cond>
+    requires(std::is_same_v<Cond, Labels> || std::is_same_v<Cond, Caption>)
+  Tensor<T, D> forward_train(const Tensor<int64_t, D>& idx, const Cond& cond,
+                             const Tensor<bool, D>& mask = {}, const Tensor<bool, D>& force_drop = {}) {
+    MENTOR_CHECK_SHAPE(idx.dim() == 2, "GPT::forward_train: idx ", idx.shape().str(),
+                       " is not [batch, tokens]");
+    const int64_t batch = idx.size(0), cls = config_.cls_token_num;
+    const int64_t seq = cls + idx.size(1);
+    MENTOR_CHECK_SHAPE(idx.size(1) <= config_.block_size, "GPT::forward_train: ", idx.size(1),
+                       " image tokens exceed block_size ", config_.block_size);
+    Tensor<T, D> cond_embeddings = embed_condition(cond, force_drop, this->training());
+    MENTOR_CHECK_SHAPE(cond_embeddings.size(0) == batch, "GPT::forward_train: condition batch ",
+                       cond_embeddings.size(0), " vs idx ", idx.shape().str());
+    Tensor<T, D> h = concat(std::vector<Tensor<T, D>>{cond_embeddings, tok_embeddings(idx)}, 1);
+    h = dropout(h, config_.token_dropout_p, dropout_generator, this->training());
+
+    AttnMask<D> attn_mask = AttnMask<D>::causal();
+    if (mask.defined()) {
+      Tensor<bool, D> m = mask.dim() == 3 ? mask.unsqueeze(1) : mask;
+      MENTOR_CHECK_SHAPE(m.dim() == 4 && (m.size(0) == batch || m.size(0) == 1) && m.size(1) == 1 &&
+                             m.size(2) == seq && m.size(3) == seq,
+                         "GPT::forward_train: mask ", mask.shape().str(), " is not [", batch, ", ",
+                         seq, ", ", seq, "] (or [", batch, ", 1, ", seq, ", ", seq, "])");
+      attn_mask = AttnMask<D>::from(m);
+    }
+    Tensor<float, D> rope = freqs_cis.narrow(0, 0, seq);
+    for (auto& layer : layers) h = layer(h, rope, attn_mask, &dropout_generator);
+    Tensor<T, D> logits = output(norm(h));
+    return logits.narrow(1, cls - 1, seq - cls + 1);
+  }
+
+  // Cross-entropy of forward_train's logits [B, L, V] against tokens [B, L]; with `valid` [B],
+  // upstream's per-sample weighting sum(CE * valid) / max(sum(valid) * L, 1).
+  Tensor<T, D> loss(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
+                    const Tensor<T, D>& valid = {}) const {
+    MENTOR_CHECK_SHAPE(logits.dim() == 3 && targets.dim() == 2 && logits.size(0) == targets.size(0) &&
+                           logits.size(1) == targets.size(1),
+                       "GPT::loss: logits ", logits.shape().str(), " and targets ",
+                       targets.shape().str(), " are not [B, L, V] and [B, L]");
+    if (valid.defined()) return cross_entropy_weighted(logits, targets, valid);
+    const int64_t rows = logits.size(0) * logits.size(1);
+    return cross_entropy(logits.reshape({rows, logits.size(2)}), targets.reshape({rows}));
+  }
+
+  // ---- KV-cached inference ----------------------------------------------------------------------
+  // Caches for `batch` sequences (the guided batch, 2B, under classifier-free guidance) of up to
+  // max_seq_length positions, rounded up to a multiple of 8 as upstream.
+  void setup_cache(int64_t batch, int64_t max_seq_length) {
+    MENTOR_CHECK(max_seq_length > 0 && max_seq_length <= freqs_cis.size(0),
+                 "GPT::setup_cache: max_seq_length ", max_seq_length, " outside [1, ",
+                 freqs_cis.size(0), "] (cls_token_num + block_size)");
+    const int64_t capacity = (max_seq_length + 7) / 8 * 8;
+    for (auto& layer : layers) layer.attention.setup_cache(batch, capacity);
+    cache_batch_ = batch;
+    prefix_mask_ = {};
+  }
+  void clear_cache() {
+    for (auto& layer : layers) layer.attention.clear_cache();
+    cache_batch_ = 0;
+    prefix_mask_ = {};
+  }
+  int64_t cache_capacity() const {
+    return layers.empty() || !layers[0].attention.kv_cache.allocated()
+               ? 0
+               : layers[0].attention.kv_cache.capacity();
+  }
+
+  // Runs the condition prefix (positions 0 .. cls_token_num-1) into the cache and returns the
+  // float logits [B, vocab] at its last position (the first image token's distribution).
+  // emb_mask [B, cls_token_num] (t2i, optional): true for the real (right-aligned) condition
+  // tokens; padded prefix slots are hidden from every query but attend to themselves, as upstream's
+  // causal_mask with the emb_mask columns zeroed and the diagonal forced on. No dropout.
+  template <class Cond>
+    requires(std::is_same_v<Cond, Labels> || std::is_same_v<Cond, Caption>)
+  Tensor<float, D> prefill(const Cond& cond, const Tensor<bool, D>& emb_mask = {}) {
+    NoGradGuard no_grad;
+    Tensor<T, D> h = embed_condition(cond, {}, false);
+    const int64_t batch = h.size(0), cls = config_.cls_token_num;
+    check_cache(batch, cls, "prefill");
+    AttnMask<D> mask = AttnMask<D>::causal();
+    prefix_mask_ = {};
+    if (emb_mask.defined()) {
+      MENTOR_CHECK_SHAPE(emb_mask.dim() == 2 && emb_mask.size(0) == batch && emb_mask.size(1) == cls,
+                         "GPT::prefill: emb_mask ", emb_mask.shape().str(), " is not [", batch,
+                         ", ", cls, "]");
+      prefix_mask_ = emb_mask.template to<CPU>().contiguous();
+      mask = AttnMask<D>::from(prefix_attention_mask());
+    }
+    Tensor<float, D> rope = freqs_cis.narrow(0, 0, cls);
+    for (auto& layer : layers) h = layer.forward_cached(h, rope, 0, mask);
+    return head(h.narrow(1, cls - 1, 1));
+  }
+
+  // Feeds image tokens [B] at sequence position `pos` (cls_token_num + i for image token i) and
+  // returns the float logits [B, vocab] of the next token.
+  Tensor<float, D> step(const Tensor<int64_t, D>& tokens, int64_t pos) {
+    NoGradGuard no_grad;
+    MENTOR_CHECK_SHAPE(tokens.dim() == 1, "GPT::step: tokens ", tokens.shape().str(),
+                       " are not [batch]");
+    const int64_t batch = tokens.size(0);
+    MENTOR_CHECK(pos >= config_.cls_token_num, "GPT::step: position ", pos,
+                 " lies in the condition prefix (run prefill first; image tokens start at ",
+                 config_.cls_token_num, ")");
+    check_cache(batch, pos + 1, "step");
+    Tensor<T, D> h = tok_embeddings(tokens.view({batch, 1}));
+    AttnMask<D> mask = AttnMask<D>::causal();
+    if (prefix_mask_.defined()) mask = AttnMask<D>::from(step_attention_mask(batch, pos));
+    Tensor<float, D> rope = freqs_cis.narrow(0, pos, 1);
+    for (auto& layer : layers) h = layer.forward_cached(h, rope, pos, mask);
+    return head(h);
+  }
+
+  // ---- modules (upstream names) -----------------------------------------------------------------
+  nn::Embedding<T, D> tok_embeddings;
+  std::vector<nn::TransformerBlock<T, D>> layers;
+  nn::RMSNorm<T, D> norm;
+  nn::Linear<T, D> output;
+  Tensor<float, D> freqs_cis;    // [cls_token_num + block_size, head_dim/2, 2]; not in the state
+  Generator dropout_generator;   // token, residual, FFN and guidance dropout in training mode
+
+  LabelEmbedder<T, D>& label_embedder() {
+    MENTOR_CHECK(config_.is_c2i(), "GPT: a t2i model has no label embedder");
+    return label_embedder_;
+  }
+  CaptionEmbedder<T, D>& caption_embedder() {
+    MENTOR_CHECK(!config_.is_c2i(), "GPT: a c2i model has no caption embedder");
+    return caption_embedder_;
+  }
+
+ private:
+  Tensor<bool, D> drop_mask(int64_t batch, const Tensor<bool, D>& force_drop, bool training_dropout) {
+    if (force_drop.defined()) {
+      MENTOR_CHECK_SHAPE(force_drop.dim() == 1 && force_drop.size(0) == batch, "GPT: force_drop ",
+                         force_drop.shape().str(), " is not [", batch, "]");
+      return force_drop;
+    }
+    if (!training_dropout || config_.class_dropout_prob == 0 || batch == 0) return {};
+    // upstream: torch.rand(B) < class_dropout_prob
+    std::vector<float> u = Tensor<float, CPU>::rand({batch}, dropout_generator).to_vector();
+    std::vector<bool> dropped(u.size());
+    for (size_t i = 0; i < u.size(); ++i) dropped[i] = u[i] < config_.class_dropout_prob;
+    return Tensor<bool, CPU>::from_vector(dropped, Shape{batch}).template to<D>();
+  }
+
+  void check_cache(int64_t batch, int64_t end, const char* what) const {
+    MENTOR_CHECK(cache_batch_ > 0, "GPT::", what, ": no KV cache (call setup_cache)");
+    MENTOR_CHECK_SHAPE(batch <= cache_batch_, "GPT::", what, ": batch ", batch,
+                       " exceeds the cache batch ", cache_batch_);
+    MENTOR_CHECK_SHAPE(end <= cache_capacity(), "GPT::", what, ": position ", end - 1,
+                       " is beyond the cache capacity ", cache_capacity());
+  }
+
+  // [B, 1, T, T]: causal, padded prefix columns off, diagonal on.
+  Tensor<bool, D> prefix_attention_mask() const {
+    const int64_t batch = prefix_mask_.size(0), cls = prefix_mask_.size(1);
+    const bool* valid = prefix_mask_.data();
+    std::vector<bool> m(static_cast<size_t>(batch * cls * cls));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < cls; ++i)
+        for (int64_t j = 0; j < cls; ++j)
+          m[static_cast<size_t>((b * cls + i) * cls + j)] = (j <= i && valid[b * cls + j]) || i == j;
+    return Tensor<bool, CPU>::from_vector(m, Shape{batch, 1, cls, cls}).template to<D>();
+  }
+  // [B, 1, 1, pos + 1]: the prefix columns of the valid condition tokens and every image position
+  // up to pos.
+  Tensor<bool, D> step_attention_mask(int64_t batch, int64_t pos) const {
+    MENTOR_CHECK_SHAPE(batch == prefix_mask_.size(0), "GPT::step: batch ", batch,
+                       " differs from the prefill batch ", prefix_mask_.size(0));
+    const int64_t cls = prefix_mask_.size(1);
+    const bool* valid = prefix_mask_.data();
+    std::vector<bool> m(static_cast<size_t>(batch * (pos + 1)), true);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = 0; j < cls; ++j) m[static_cast<size_t>(b * (pos + 1) + j)] = valid[b * cls + j];
+    return Tensor<bool, CPU>::from_vector(m, Shape{batch, 1, 1, pos + 1}).template to<D>();
+  }
+
+  // h [B, 1, dim] -> float logits [B, vocab].
+  Tensor<float, D> head(const Tensor<T, D>& h) const {
+    Tensor<T, D> logits = output(norm(h));
+    return logits.reshape({logits.size(0), logits.size(2)}).template to<float>();
+  }
+
+  GPTConfig config_;
+  LabelEmbedder<T, D> label_embedder_;      // c2i's cls_embedding
+  CaptionEmbedder<T, D> caption_embedder_;  // t2i's cls_embedding
+  int64_t cache_batch_ = 0;
+  Tensor<bool, CPU> prefix_mask_;  // [B, cls_token_num] of the last prefill with an emb_mask
+};
+
+}  // namespace mentor::models

@@ -1,0 +1,498 @@
+#pragma once
+// 2-D convolution (NCHW, square stride and symmetric zero padding), asymmetric zero padding and
+// nearest-neighbour 2x upsampling: the spatial ops of the VQ tokenizer's encoder and decoder.
+//
+// CPU conv2d is im2col + GEMM per image, parallel over the batch. The im2col buffer is built for a
+// band of output rows at a time (at most kConvColumnBudget elements), so a 3x3 conv at 512 channels
+// on a 256x256 map never materialises the full [C*9, H*W] patch matrix. A 1x1 stride-1 unpadded
+// conv skips im2col: the image itself is the patch matrix. bf16 runs in float (converted once).
+// Backward: dW = sum_n dY_n col_n^T, dX_n = col2im(W^T dY_n), dB = sum over batch and pixels.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "mentor/backend/cpu/gemm.hpp"
+#include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/core/tensor.hpp"
+#include "mentor/ops/dispatch.hpp"
+
+namespace mentor {
+
+// Sizes of one conv2d call (shared by the CPU kernels and the CUDA launchers).
+struct Conv2dGeometry {
+  int64_t batch = 0, in_channels = 0, height = 0, width = 0;
+  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  int64_t stride = 1, padding = 0;
+  int64_t out_height = 0, out_width = 0;
+
+  int64_t patch_size() const { return in_channels * kernel_h * kernel_w; }  // GEMM k
+  int64_t in_pixels() const { return height * width; }
+  int64_t out_pixels() const { return out_height * out_width; }
+  // 1x1, stride 1, no padding: the image [C, H*W] is already the patch matrix.
+  bool is_pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == 0;
+  }
+};
+
+#if defined(MENTOR_WITH_CUDA)
+namespace cuda {
+// All tensors contiguous NCHW; weight [O, C, kh, kw]; T in float and bf16 (bf16 accumulates in
+// float). Output size and padding as in Conv2dGeometry (zero padding `padding` on every side).
+// out = conv(x, weight) + bias; bias may be null (no bias).
+template <class T>
+void conv2d_forward(const T* x, const T* weight, const T* bias, T* out, const Conv2dGeometry& geo);
+// grad_x = d(sum(out * grad_out)) / dx (overwritten, not accumulated).
+template <class T>
+void conv2d_backward_input(const T* grad_out, const T* weight, T* grad_x,
+                           const Conv2dGeometry& geo);
+// grad_weight [O, C, kh, kw] (overwritten).
+template <class T>
+void conv2d_backward_weight(const T* grad_out, const T* x, T* grad_weight,
+                            const Conv2dGeometry& geo);
+// grad_bias [O] = sum of grad_out over batch and pixels (overwritten).
+template <class T>
+void conv2d_backward_bias(const T* grad_out, T* grad_bias, const Conv2dGeometry& geo);
+// out [planes, 2h, 2w] with out[p, y, x] = in[p, y / 2, x / 2]; contiguous.
+template <class T>
+void upsample_nearest2x_forward(const T* in, T* out, int64_t planes, int64_t height, int64_t width);
+// grad_in [planes, h, w] = sum of the 2x2 block of grad_out [planes, 2h, 2w] (overwritten).
+template <class T>
+void upsample_nearest2x_backward(const T* grad_out, T* grad_in, int64_t planes, int64_t height,
+                                 int64_t width);
+}  // namespace cuda
+#endif
+
+namespace cpu {
+
+// Elements of im2col buffer per band of output rows (8 MiB of float): big enough that the GEMM's
+// n dimension stays in the hundreds, small enough to stay near the caches.
+inline constexpr int64_t kConvColumnBudget = int64_t{1} << 21;
+
+// Output columns ox whose input column ox*stride - padding + kx lies in [0, width): [begin, end).
+inline std::pair<int64_t, int64_t> conv_valid_columns(const Conv2dGeometry& g, int64_t kx) {
+  const int64_t lead = g.padding - kx;  // need ox * stride >= lead
+  const int64_t begin = lead <= 0 ? 0 : (lead + g.stride - 1) / g.stride;
+  const int64_t last = g.width - 1 + g.padding - kx;  // need ox * stride <= last
+  int64_t end = last < 0 ? 0 : last / g.stride + 1;
+  end = std::clamp<int64_t>(end, 0, g.out_width);
+  return {std::min(begin, end), end};
+}
+
+// col [C*kh*kw, (oy_end - oy_begin) * Wo] from image x_n [C, H, W] for output rows [oy_begin,
+// oy_end).
+template <class A>
+void im2col_rows(const A* x_n, const Conv2dGeometry& g, int64_t oy_begin, int64_t oy_end, A* col) {
+  const int64_t cols = (oy_end - oy_begin) * g.out_width;
+  // Channels fill disjoint rows of col: split them over threads (serial inside a parallel region).
+  const int64_t grain =
+      std::max<int64_t>(1, 32768 / std::max<int64_t>(g.kernel_h * g.kernel_w * cols, 1));
+  parallel_for(g.in_channels, grain, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
+        for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
+          A* dst = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * cols;
+          auto [ox_begin, ox_end] = conv_valid_columns(g, kx);
+          for (int64_t oy = oy_begin; oy < oy_end; ++oy, dst += g.out_width) {
+            const int64_t iy = oy * g.stride - g.padding + ky;
+            if (iy < 0 || iy >= g.height) {
+              std::fill(dst, dst + g.out_width, A(0));
+              continue;
+            }
+            const A* src = x_n + (c * g.height + iy) * g.width - g.padding + kx;
+            std::fill(dst, dst + ox_begin, A(0));
+            if (g.stride == 1) {
+              std::memcpy(dst + ox_begin, src + ox_begin, sizeof(A) * (ox_end - ox_begin));
+            } else {
+              for (int64_t ox = ox_begin; ox < ox_end; ++ox) dst[ox] = src[ox * g.stride];
+            }
+            std::fill(dst + ox_end, dst + g.out_width, A(0));
+          }
+        }
+      }
+    }
+  });
+}
+
+// The adjoint of im2col_rows: dx_n [C, H, W] += scatter of col.
+template <class A>
+void col2im_rows_add(const A* col, const Conv2dGeometry& g, int64_t oy_begin, int64_t oy_end,
+                     A* dx_n) {
+  const int64_t cols = (oy_end - oy_begin) * g.out_width;
+  // Each channel scatters only into its own plane of dx_n: channels can run in parallel.
+  const int64_t grain =
+      std::max<int64_t>(1, 32768 / std::max<int64_t>(g.kernel_h * g.kernel_w * cols, 1));
+  parallel_for(g.in_channels, grain, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
+        for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
+          const A* src = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * cols;
+          auto [ox_begin, ox_end] = conv_valid_columns(g, kx);
+          for (int64_t oy = oy_begin; oy < oy_end; ++oy, src += g.out_width) {
+            const int64_t iy = oy * g.stride - g.padding + ky;
+            if (iy < 0 || iy >= g.height) continue;
+            A* dst = dx_n + (c * g.height + iy) * g.width - g.padding + kx;
+            for (int64_t ox = ox_begin; ox < ox_end; ++ox) dst[ox * g.stride] += src[ox];
+          }
+        }
+      }
+    }
+  });
+}
+
+// A per-thread im2col buffer of at least `size` elements, kept between calls: a fresh multi-MiB
+// allocation per call costs page faults comparable to the im2col itself.
+template <class A>
+A* conv_scratch(int64_t size) {
+  thread_local std::vector<A> buffer;
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
+  return buffer.data();
+}
+
+// Output rows per im2col band.
+inline int64_t conv_band_rows(const Conv2dGeometry& g) {
+  if (g.is_pointwise()) return g.out_height;
+  const int64_t per_row = std::max<int64_t>(g.patch_size() * g.out_width, 1);
+  return std::clamp<int64_t>(kConvColumnBudget / per_row, 1, std::max<int64_t>(g.out_height, 1));
+}
+
+// out [N, O, Ho*Wo] = W [O, K] * col_n [K, Ho*Wo] + bias.
+template <class A>
+void conv2d_forward(const A* x, const A* w, const A* bias, A* out, const Conv2dGeometry& g) {
+  const int64_t K = g.patch_size(), P = g.out_pixels(), O = g.out_channels;
+  const int64_t band = conv_band_rows(g);
+  parallel_for(g.batch, 1, [&](int64_t n_begin, int64_t n_end) {
+    A* col = g.is_pointwise() ? nullptr : conv_scratch<A>(K * band * g.out_width);
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const A* x_n = x + n * g.in_channels * g.in_pixels();
+      A* out_n = out + n * O * P;
+      for (int64_t oy = 0; oy < g.out_height; oy += band) {
+        const int64_t oy_end = std::min(oy + band, g.out_height),
+                      cols = (oy_end - oy) * g.out_width;
+        const A* patches = x_n;
+        int64_t ld_patches = P;
+        if (!g.is_pointwise()) {
+          im2col_rows(x_n, g, oy, oy_end, col);
+          patches = col;
+          ld_patches = cols;
+        }
+        gemm(false, false, O, cols, K, A(1), w, K, patches, ld_patches, A(0),
+             out_n + oy * g.out_width, P);
+      }
+      if (bias) {
+        for (int64_t o = 0; o < O; ++o) {
+          A* row = out_n + o * P;
+          for (int64_t p = 0; p < P; ++p) row[p] += bias[o];
+        }
+      }
+    }
+  });
+}
+
+// grad_x [N, C, H, W] (overwritten) = col2im(W^T grad_out_n) per image.
+template <class A>
+void conv2d_backward_input(const A* grad_out, const A* w, A* grad_x, const Conv2dGeometry& g) {
+  const int64_t K = g.patch_size(), P = g.out_pixels(), O = g.out_channels;
+  const int64_t band = conv_band_rows(g);
+  parallel_for(g.batch, 1, [&](int64_t n_begin, int64_t n_end) {
+    A* col = g.is_pointwise() ? nullptr : conv_scratch<A>(K * band * g.out_width);
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const A* g_n = grad_out + n * O * P;
+      A* dx_n = grad_x + n * g.in_channels * g.in_pixels();
+      if (g.is_pointwise()) {
+        gemm(true, false, K, P, O, A(1), w, K, g_n, P, A(0), dx_n, P);
+        continue;
+      }
+      std::fill(dx_n, dx_n + g.in_channels * g.in_pixels(), A(0));
+      for (int64_t oy = 0; oy < g.out_height; oy += band) {
+        const int64_t oy_end = std::min(oy + band, g.out_height),
+                      cols = (oy_end - oy) * g.out_width;
+        gemm(true, false, K, cols, O, A(1), w, K, g_n + oy * g.out_width, P, A(0), col,
+             cols);
+        col2im_rows_add(col, g, oy, oy_end, dx_n);
+      }
+    }
+  });
+}
+
+// grad_w [O, K] (overwritten) = sum_n grad_out_n [O, P] col_n^T. Each thread sums its images into
+// its own buffer; the buffers are added in batch order, so the result does not depend on timing.
+template <class A>
+void conv2d_backward_weight(const A* grad_out, const A* x, A* grad_w, const Conv2dGeometry& g) {
+  const int64_t K = g.patch_size(), P = g.out_pixels(), O = g.out_channels;
+  const int64_t band = conv_band_rows(g);
+  std::mutex mutex;
+  std::vector<std::pair<int64_t, std::vector<A>>> partials;
+  parallel_for(g.batch, 1, [&](int64_t n_begin, int64_t n_end) {
+    A* col = g.is_pointwise() ? nullptr : conv_scratch<A>(K * band * g.out_width);
+    std::vector<A> sum(static_cast<size_t>(O * K), A(0));
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const A* x_n = x + n * g.in_channels * g.in_pixels();
+      const A* g_n = grad_out + n * O * P;
+      for (int64_t oy = 0; oy < g.out_height; oy += band) {
+        const int64_t oy_end = std::min(oy + band, g.out_height),
+                      cols = (oy_end - oy) * g.out_width;
+        const A* patches = x_n;
+        int64_t ld_patches = P;
+        if (!g.is_pointwise()) {
+          im2col_rows(x_n, g, oy, oy_end, col);
+          patches = col;
+          ld_patches = cols;
+        }
+        gemm(false, true, O, K, cols, A(1), g_n + oy * g.out_width, P, patches, ld_patches, A(1),
+             sum.data(), K);
+      }
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    partials.emplace_back(n_begin, std::move(sum));
+  });
+  std::sort(partials.begin(), partials.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::fill(grad_w, grad_w + O * K, A(0));
+  for (const auto& [begin, sum] : partials) {
+    for (int64_t i = 0; i < O * K; ++i) grad_w[i] += sum[static_cast<size_t>(i)];
+  }
+}
+
+// grad_b [O] = sum over images and pixels of grad_out.
+template <class A>
+void conv2d_backward_bias(const A* grad_out, A* grad_b, const Conv2dGeometry& g) {
+  const int64_t P = g.out_pixels(), O = g.out_channels;
+  parallel_for(O, 16, [&](int64_t o_begin, int64_t o_end) {
+    for (int64_t o = o_begin; o < o_end; ++o) {
+      A total = 0;
+      for (int64_t n = 0; n < g.batch; ++n) {
+        const A* row = grad_out + (n * O + o) * P;
+        for (int64_t p = 0; p < P; ++p) total += row[p];
+      }
+      grad_b[o] = total;
+    }
+  });
+}
+
+// Contiguous copy in the accumulation type (float for bf16), with no history.
+template <class T>
+Tensor<acc_t<T>, CPU> contiguous_acc(const Tensor<T, CPU>& t) {
+  if constexpr (std::is_same_v<acc_t<T>, T>) {
+    return t.contiguous_nograd();
+  } else {
+    return t.detach().template to<acc_t<T>>();
+  }
+}
+
+template <class T>
+Tensor<T, CPU> from_acc(const Tensor<acc_t<T>, CPU>& t) {
+  if constexpr (std::is_same_v<acc_t<T>, T>) {
+    return t;
+  } else {
+    return t.template to<T>();
+  }
+}
+
+}  // namespace cpu
+
+namespace detail {
+template <class T, class D>
+Conv2dGeometry conv2d_geometry(const Tensor<T, D>& x, const Tensor<T, D>& weight,
+                               const Tensor<T, D>& bias, int64_t stride, int64_t padding) {
+  MENTOR_CHECK_SHAPE(x.dim() == 4, "conv2d: input must be [N, C, H, W], got ", x.shape().str());
+  MENTOR_CHECK_SHAPE(weight.dim() == 4, "conv2d: weight must be [O, C, kh, kw], got ",
+                     weight.shape().str());
+  MENTOR_CHECK_SHAPE(x.size(1) == weight.size(1), "conv2d: input ", x.shape().str(), " has ",
+                     x.size(1), " channels but weight ", weight.shape().str(), " expects ",
+                     weight.size(1));
+  MENTOR_CHECK(stride >= 1, "conv2d: stride must be at least 1, got ", stride);
+  MENTOR_CHECK(padding >= 0, "conv2d: padding must be non-negative, got ", padding);
+  if (bias.defined()) {
+    MENTOR_CHECK_SHAPE(bias.dim() == 1 && bias.size(0) == weight.size(0), "conv2d: bias ",
+                       bias.shape().str(), " does not match weight ", weight.shape().str());
+  }
+  Conv2dGeometry g;
+  g.batch = x.size(0), g.in_channels = x.size(1), g.height = x.size(2), g.width = x.size(3);
+  g.out_channels = weight.size(0), g.kernel_h = weight.size(2), g.kernel_w = weight.size(3);
+  g.stride = stride, g.padding = padding;
+  const int64_t span_h = g.height + 2 * padding - g.kernel_h;
+  const int64_t span_w = g.width + 2 * padding - g.kernel_w;
+  MENTOR_CHECK_SHAPE(span_h >= 0 && span_w >= 0, "conv2d: kernel of weight ", weight.shape().str(),
+                     " is larger than the padded input ", x.shape().str(), " (padding ", padding,
+                     ")");
+  g.out_height = span_h / stride + 1;
+  g.out_width = span_w / stride + 1;
+  return g;
+}
+}  // namespace detail
+
+// conv2d(x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined) -> [N, O, Ho, Wo] with
+// Ho = (H + 2 padding - kh) / stride + 1 (PyTorch's F.conv2d, no dilation, no groups).
+template <FloatingElement T, class D>
+Tensor<T, D> conv2d(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
+                    int64_t stride = 1, int64_t padding = 0) {
+  const Conv2dGeometry geo = detail::conv2d_geometry(x, weight, bias, stride, padding);
+  Tensor<T, D> out;
+  if constexpr (std::is_same_v<D, CPU>) {
+    using A = acc_t<T>;
+    auto xa = cpu::contiguous_acc(x), wa = cpu::contiguous_acc(weight);
+    Tensor<A, CPU> ba = bias.defined() ? cpu::contiguous_acc(bias) : Tensor<A, CPU>();
+    auto oa = Tensor<A, CPU>::empty({geo.batch, geo.out_channels, geo.out_height, geo.out_width});
+    cpu::conv2d_forward<A>(xa.data(), wa.data(), ba.defined() ? ba.data() : nullptr, oa.data(),
+                           geo);
+    out = cpu::from_acc<T>(oa);
+  } else {
+    out = Tensor<T, D>::empty({geo.batch, geo.out_channels, geo.out_height, geo.out_width});
+    Tensor<T, D> xc = x.contiguous_nograd(), wc = weight.contiguous_nograd();
+    Tensor<T, D> bc = bias.defined() ? bias.contiguous_nograd() : Tensor<T, D>();
+    MENTOR_CUDA_CALL(cuda::conv2d_forward<T>(xc.data(), wc.data(),
+                                             bc.defined() ? bc.data() : nullptr, out.data(), geo));
+  }
+  autograd::record(
+      "conv2d", out,
+      [geo, x = x.detach(), weight = weight.detach()](const Tensor<T, D>& grad,
+                                                      const std::array<bool, 3>& needs) {
+        Tensor<T, D> gx, gw, gb;
+        if constexpr (std::is_same_v<D, CPU>) {
+          using A = acc_t<T>;
+          auto ga = cpu::contiguous_acc(grad);
+          if (needs[0]) {
+            auto wa = cpu::contiguous_acc(weight);
+            auto gxa = Tensor<A, CPU>::empty(x.shape());
+            cpu::conv2d_backward_input<A>(ga.data(), wa.data(), gxa.data(), geo);
+            gx = cpu::from_acc<T>(gxa);
+          }
+          if (needs[1]) {
+            auto xa = cpu::contiguous_acc(x);
+            auto gwa = Tensor<A, CPU>::empty(weight.shape());
+            cpu::conv2d_backward_weight<A>(ga.data(), xa.data(), gwa.data(), geo);
+            gw = cpu::from_acc<T>(gwa);
+          }
+          if (needs[2]) {
+            auto gba = Tensor<A, CPU>::empty({geo.out_channels});
+            cpu::conv2d_backward_bias<A>(ga.data(), gba.data(), geo);
+            gb = cpu::from_acc<T>(gba);
+          }
+        } else {
+          Tensor<T, D> gc = grad.contiguous_nograd();
+          if (needs[0]) {
+            Tensor<T, D> wc = weight.contiguous_nograd();
+            gx = Tensor<T, D>::empty(x.shape());
+            MENTOR_CUDA_CALL(cuda::conv2d_backward_input<T>(gc.data(), wc.data(), gx.data(), geo));
+          }
+          if (needs[1]) {
+            Tensor<T, D> xc = x.contiguous_nograd();
+            gw = Tensor<T, D>::empty(weight.shape());
+            MENTOR_CUDA_CALL(cuda::conv2d_backward_weight<T>(gc.data(), xc.data(), gw.data(), geo));
+          }
+          if (needs[2]) {
+            gb = Tensor<T, D>::empty({geo.out_channels});
+            MENTOR_CUDA_CALL(cuda::conv2d_backward_bias<T>(gc.data(), gb.data(), geo));
+          }
+        }
+        return std::tuple{gx, gw, gb};
+      },
+      x, weight, bias);
+  return out;
+}
+
+// Zero padding of the last two dimensions (F.pad(x, (left, right, top, bottom))), any rank >= 2.
+// Built from views and a strided copy, so it runs on every device without a kernel of its own.
+template <FloatingElement T, class D>
+Tensor<T, D> pad2d(const Tensor<T, D>& x, int64_t left, int64_t right, int64_t top,
+                   int64_t bottom) {
+  MENTOR_CHECK_SHAPE(x.dim() >= 2, "pad2d: input must have at least 2 dimensions, got ",
+                     x.shape().str());
+  MENTOR_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0,
+               "pad2d: padding must be non-negative, got (left ", left, ", right ", right, ", top ",
+               top, ", bottom ", bottom, ") for input ", x.shape().str());
+  const int64_t height = x.size(-2), width = x.size(-1);
+  Shape shape = x.shape();
+  shape[shape.rank() - 2] = height + top + bottom;
+  shape[shape.rank() - 1] = width + left + right;
+  Tensor<T, D> out = Tensor<T, D>::zeros(shape);
+  Tensor<T, D> interior = out.narrow(-2, top, height).narrow(-1, left, width);
+  Tensor<T, D> src = x.detach();
+  detail::DeviceOps<D>::copy_strided(src.data(), src.strides(), interior.data(), interior.strides(),
+                                     src.shape());
+  autograd::record(
+      "pad2d", out,
+      [top, left, height, width](const Tensor<T, D>& grad) {
+        return std::tuple{grad.narrow(-2, top, height).narrow(-1, left, width).contiguous()};
+      },
+      x);
+  return out;
+}
+
+namespace cpu {
+template <class T>
+void upsample_nearest2x_forward(const T* in, T* out, int64_t planes, int64_t height,
+                                int64_t width) {
+  const int64_t out_width = 2 * width;
+  parallel_for(planes * height, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {  // row = plane * height + y
+      const T* src = in + row * width;
+      T* dst = out + row * 2 * out_width;
+      for (int64_t ix = 0; ix < width; ++ix) dst[2 * ix] = dst[2 * ix + 1] = src[ix];
+      std::memcpy(dst + out_width, dst, sizeof(T) * out_width);
+    }
+  });
+}
+
+template <class T>
+void upsample_nearest2x_backward(const T* grad_out, T* grad_in, int64_t planes, int64_t height,
+                                 int64_t width) {
+  using A = acc_t<T>;
+  const int64_t out_width = 2 * width;
+  parallel_for(planes * height, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const T* top = grad_out + row * 2 * out_width;
+      const T* bottom = top + out_width;
+      T* dst = grad_in + row * width;
+      for (int64_t ix = 0; ix < width; ++ix) {
+        A total =
+            (A(top[2 * ix]) + A(top[2 * ix + 1])) + (A(bottom[2 * ix]) + A(bottom[2 * ix + 1]));
+        dst[ix] = static_cast<T>(total);
+      }
+    }
+  });
+}
+}  // namespace cpu
+
+// Nearest-neighbour upsampling by 2 of the last two dimensions (F.interpolate(scale_factor=2,
+// mode="nearest")): [..., H, W] -> [..., 2H, 2W].
+template <FloatingElement T, class D>
+Tensor<T, D> upsample_nearest2x(const Tensor<T, D>& x) {
+  MENTOR_CHECK_SHAPE(x.dim() >= 2,
+                     "upsample_nearest2x: input must have at least 2 dimensions, got ",
+                     x.shape().str());
+  const int64_t height = x.size(-2), width = x.size(-1);
+  const int64_t planes = height * width == 0 ? 0 : x.numel() / (height * width);
+  Shape shape = x.shape();
+  shape[shape.rank() - 2] = 2 * height;
+  shape[shape.rank() - 1] = 2 * width;
+  Tensor<T, D> src = x.contiguous_nograd();
+  Tensor<T, D> out = Tensor<T, D>::empty(shape);
+  if constexpr (std::is_same_v<D, CPU>) {
+    cpu::upsample_nearest2x_forward(src.data(), out.data(), planes, height, width);
+  } else {
+    MENTOR_CUDA_CALL(
+        cuda::upsample_nearest2x_forward<T>(src.data(), out.data(), planes, height, width));
+  }
+  autograd::record(
+      "upsample_nearest2x", out,
+      [in_shape = x.shape(), planes, height, width](const Tensor<T, D>& grad) {
+        Tensor<T, D> gc = grad.contiguous_nograd();
+        Tensor<T, D> gx = Tensor<T, D>::empty(in_shape);
+        if constexpr (std::is_same_v<D, CPU>) {
+          cpu::upsample_nearest2x_backward(gc.data(), gx.data(), planes, height, width);
+        } else {
+          MENTOR_CUDA_CALL(
+              cuda::upsample_nearest2x_backward<T>(gc.data(), gx.data(), planes, height, width));
+        }
+        return std::tuple{gx};
+      },
+      x);
+  return out;
+}
+
+}  // namespace mentor

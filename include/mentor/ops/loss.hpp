@@ -1,0 +1,211 @@
+#pragma once
+// Losses: cross_entropy (mean over rows), cross_entropy_weighted (LlamaGen's per-sample validity),
+// mse_loss and l1_loss (means). Every loss returns a tensor of shape [].
+//
+// Cross-entropy is fused: the forward reads each row of logits once (online max / Σ exp, see
+// softmax.hpp), keeps only the per-row log-sum-exp, and the backward writes
+// (softmax − onehot) · scale straight into the gradient, so nothing of size rows × vocab is
+// allocated besides the gradient itself. Rows run in parallel.
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/core/tensor.hpp"
+#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/reduce.hpp"
+#include "mentor/ops/softmax.hpp"
+#include "mentor/ops/unary.hpp"
+
+namespace mentor {
+
+namespace cpu {
+
+// Throws if a target is outside [0, vocab).
+inline void check_class_targets(const int64_t* targets, int64_t rows, int64_t vocab,
+                                const char* name) {
+  for (int64_t r = 0; r < rows; ++r)
+    MENTOR_CHECK(targets[r] >= 0 && targets[r] < vocab, name, ": target ", targets[r], " (row ", r,
+                 ") is out of range for ", vocab, " classes");
+}
+
+// lse[r] = log Σ_v exp(logits[r, v]); loss[0] = inv_denom · Σ_r w(r) (lse[r] − logits[r, t_r]) with
+// w(r) = valid[r / rows_per_sample], or 1 when valid == nullptr. Row sums are added in order.
+template <class T>
+void cross_entropy_forward_kernel(const T* logits, const int64_t* targets, const T* valid,
+                                  int64_t rows, int64_t vocab, int64_t rows_per_sample,
+                                  acc_t<T>* lse, acc_t<T> inv_denom, T* loss) {
+  using A = acc_t<T>;
+  std::vector<double> row_loss(static_cast<size_t>(rows));
+  parallel_for(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(vocab, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t r = begin; r < end; ++r) {
+                   const T* row = logits + r * vocab;
+                   auto [m, s] = row_max_sum_exp(row, vocab);
+                   const A row_lse = m + std::log(s);
+                   lse[r] = row_lse;
+                   const A w = valid ? static_cast<A>(valid[r / rows_per_sample]) : A(1);
+                   row_loss[static_cast<size_t>(r)] =
+                       w == A(0) ? 0.0
+                                 : static_cast<double>(w * (row_lse - static_cast<A>(row[targets[r]])));
+                 }
+               });
+  double total = 0;
+  for (double v : row_loss) total += v;
+  loss[0] = static_cast<T>(total * static_cast<double>(inv_denom));
+}
+
+// grad[r, v] = g · inv_denom · w(r) · (exp(logits[r, v] − lse[r]) − [v == t_r]).
+template <class T>
+void cross_entropy_backward_kernel(const T* logits, const int64_t* targets, const T* valid,
+                                   int64_t rows, int64_t vocab, int64_t rows_per_sample,
+                                   const acc_t<T>* lse, acc_t<T> inv_denom, acc_t<T> grad_loss,
+                                   T* grad) {
+  using A = acc_t<T>;
+  parallel_for(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(vocab, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t r = begin; r < end; ++r) {
+                   const T* row = logits + r * vocab;
+                   T* out = grad + r * vocab;
+                   const A w = valid ? static_cast<A>(valid[r / rows_per_sample]) : A(1);
+                   const A coef = grad_loss * inv_denom * w;
+                   if (coef == A(0)) {
+                     std::fill(out, out + vocab, static_cast<T>(A(0)));
+                     continue;
+                   }
+                   const A row_lse = lse[r];
+                   for (int64_t v = 0; v < vocab; ++v)
+                     out[v] = static_cast<T>(coef * exp_vectorizable(static_cast<A>(row[v]) - row_lse));
+                   const int64_t t = targets[r];
+                   out[t] = static_cast<T>(
+                       coef * (exp_vectorizable(static_cast<A>(row[t]) - row_lse) - A(1)));
+                 }
+               });
+}
+
+}  // namespace cpu
+
+#if defined(MENTOR_WITH_CUDA)
+namespace cuda {
+// logits [rows, vocab] contiguous, targets [rows] (expected in [0, vocab); an out-of-range target
+// must not be read: its row's loss is NaN), valid = per-sample weights [rows / rows_per_sample] or
+// nullptr (every row weighs 1). Writes, all on the device:
+//   lse[r]       = log Σ_v exp(logits[r, v])                       (acc precision, stable)
+//   inv_denom[0] = 1 / max(Σ_b valid[b] · rows_per_sample, 1), or 1 / rows without valid
+//   loss[0]      = inv_denom[0] · Σ_r w(r) · (lse[r] − logits[r, targets[r]]),  w(r) = valid[r / rows_per_sample] or 1
+template <class T>
+void cross_entropy_forward(const T* logits, const int64_t* targets, const T* valid, int64_t rows,
+                           int64_t vocab, int64_t rows_per_sample, acc_t<T>* lse,
+                           acc_t<T>* inv_denom, T* loss);
+// grad_logits[r, v] = grad_loss[0] · inv_denom[0] · w(r) · (exp(logits[r, v] − lse[r]) − [v == targets[r]])
+// (grad_loss is the device scalar gradient of `loss`; rows with w(r) = 0 are written as 0).
+template <class T>
+void cross_entropy_backward(const T* logits, const int64_t* targets, const T* valid, int64_t rows,
+                            int64_t vocab, int64_t rows_per_sample, const acc_t<T>* lse,
+                            const acc_t<T>* inv_denom, const T* grad_loss, T* grad_logits);
+}  // namespace cuda
+#endif
+
+namespace detail {
+
+// logits viewed as [rows, vocab]; valid (may be undefined) weighs rows in groups of rows_per_sample.
+template <class T, class D>
+Tensor<T, D> cross_entropy_impl(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
+                                const Tensor<T, D>& valid, int64_t rows, int64_t vocab,
+                                int64_t rows_per_sample, const char* name) {
+  using A = acc_t<T>;
+  Tensor<T, D> x = logits.contiguous_nograd();
+  Tensor<int64_t, D> t = targets.contiguous_nograd();
+  Tensor<T, D> w = valid.defined() ? valid.contiguous_nograd() : Tensor<T, D>();
+  Tensor<A, D> lse = Tensor<A, D>::empty(Shape{rows});
+  Tensor<A, D> inv_denom = Tensor<A, D>::empty(Shape{1});
+  Tensor<T, D> loss = Tensor<T, D>::empty(Shape{});
+  if constexpr (std::is_same_v<D, CPU>) {
+    cpu::check_class_targets(t.data(), rows, vocab, name);
+    double denom = static_cast<double>(rows);
+    if (w.defined()) {
+      double valid_sum = 0;
+      for (int64_t b = 0; b < w.numel(); ++b) valid_sum += static_cast<double>(static_cast<A>(w.data()[b]));
+      denom = std::max(valid_sum * static_cast<double>(rows_per_sample), 1.0);
+    }
+    inv_denom.data()[0] = static_cast<A>(1.0 / denom);
+    cpu::cross_entropy_forward_kernel(x.data(), t.data(), w.defined() ? w.data() : nullptr, rows,
+                                      vocab, rows_per_sample, lse.data(), inv_denom.data()[0],
+                                      loss.data());
+  } else {
+    MENTOR_CUDA_CALL(cuda::cross_entropy_forward(x.data(), t.data(), w.defined() ? w.data() : nullptr,
+                                                 rows, vocab, rows_per_sample, lse.data(),
+                                                 inv_denom.data(), loss.data()));
+  }
+  // `valid` is a constant weight (no gradient), so only the logits are recorded as an input.
+  autograd::record(
+      name, loss,
+      [x = x.detach(), t, w, lse, inv_denom, rows, vocab, rows_per_sample,
+       shape = logits.shape()](const Tensor<T, D>& g) {
+        Tensor<T, D> grad = Tensor<T, D>::empty(shape);
+        const T* pw = w.defined() ? w.data() : nullptr;
+        if constexpr (std::is_same_v<D, CPU>) {
+          cpu::cross_entropy_backward_kernel(x.data(), t.data(), pw, rows, vocab, rows_per_sample,
+                                             lse.data(), inv_denom.data()[0],
+                                             static_cast<A>(g.item()), grad.data());
+        } else {
+          Tensor<T, D> gc = g.contiguous_nograd();
+          MENTOR_CUDA_CALL(cuda::cross_entropy_backward(x.data(), t.data(), pw, rows, vocab,
+                                                        rows_per_sample, lse.data(),
+                                                        inv_denom.data(), gc.data(), grad.data()));
+        }
+        return std::tuple{grad};
+      },
+      logits);
+  return loss;
+}
+
+}  // namespace detail
+
+// mean_r (logsumexp(logits[r]) − logits[r, targets[r]]) for logits [N, V], targets [N] in [0, V).
+template <FloatingElement T, class D>
+Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets) {
+  MENTOR_CHECK_SHAPE(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
+                     "cross_entropy: expected logits [N, V] and targets [N], got logits ",
+                     logits.shape().str(), " and targets ", targets.shape().str());
+  return detail::cross_entropy_impl(logits, targets, Tensor<T, D>(), logits.size(0), logits.size(1),
+                                    1, "cross_entropy");
+}
+
+// LlamaGen's loss with per-sample validity: logits [B, L, V], targets [B, L], valid [B] (weights,
+// usually 0/1; no gradient):
+//   Σ_{b,l} CE[b, l] · valid[b] / max(Σ_b valid[b] · L, 1).
+template <FloatingElement T, class D>
+Tensor<T, D> cross_entropy_weighted(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
+                                    const Tensor<T, D>& valid) {
+  MENTOR_CHECK_SHAPE(logits.dim() == 3 && targets.dim() == 2 && valid.dim() == 1 &&
+                         targets.size(0) == logits.size(0) && targets.size(1) == logits.size(1) &&
+                         valid.size(0) == logits.size(0),
+                     "cross_entropy_weighted: expected logits [B, L, V], targets [B, L] and valid [B], "
+                     "got logits ",
+                     logits.shape().str(), ", targets ", targets.shape().str(), " and valid ",
+                     valid.shape().str());
+  const int64_t batch = logits.size(0), length = logits.size(1), vocab = logits.size(2);
+  return detail::cross_entropy_impl(logits, targets, valid, batch * length, vocab,
+                                    std::max<int64_t>(length, 1), "cross_entropy_weighted");
+}
+
+// mean((a − b)²) over all elements; a and b of the same shape.
+template <FloatingElement T, class D>
+Tensor<T, D> mse_loss(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  MENTOR_CHECK_SHAPE(a.shape() == b.shape(), "mse_loss: shapes ", a.shape().str(), " and ",
+                     b.shape().str(), " differ");
+  return mean(square(a - b));
+}
+
+// mean(|a − b|) over all elements (gradient sign(a − b), 0 where equal).
+template <FloatingElement T, class D>
+Tensor<T, D> l1_loss(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  MENTOR_CHECK_SHAPE(a.shape() == b.shape(), "l1_loss: shapes ", a.shape().str(), " and ",
+                     b.shape().str(), " differ");
+  return mean(abs(a - b));
+}
+
+}  // namespace mentor

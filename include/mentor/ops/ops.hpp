@@ -1,0 +1,16 @@
+#pragma once
+// Every op family.
+#include "mentor/ops/attention.hpp"
+#include "mentor/ops/conv.hpp"
+#include "mentor/ops/dropout.hpp"
+#include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/embedding.hpp"
+#include "mentor/ops/loss.hpp"
+#include "mentor/ops/matmul.hpp"
+#include "mentor/ops/norm.hpp"
+#include "mentor/ops/normalize.hpp"
+#include "mentor/ops/reduce.hpp"
+#include "mentor/ops/rope.hpp"
+#include "mentor/ops/shape_ops.hpp"
+#include "mentor/ops/softmax.hpp"
+#include "mentor/ops/unary.hpp"
