@@ -78,40 +78,40 @@ void cuda::unary(const T* x, T* out, int64_t n, float param) {
 template <UnaryOp Op, class T>
 void cuda::unary_backward(const T* x, const T* grad_out, T* grad_x, int64_t n, float param) {
   using DT = cuda::device_t<T>;
-  cuda::kernels::launch_map<DT>(cuda::device_ptr(x), cuda::device_ptr(grad_out),
-                                cuda::device_ptr(grad_x), n,
-                                cuda::kernels::UnaryBackwardFn<Op>{param}, "unary_backward(map_kernel)");
+  cuda::kernels::launch_map<DT>(
+      cuda::device_ptr(x), cuda::device_ptr(grad_out), cuda::device_ptr(grad_x), n,
+      cuda::kernels::UnaryBackwardFn<Op>{param}, "unary_backward(map_kernel)");
 }
 
-#define MENTOR_INSTANTIATE_BINARY(OP, T)                                                         \
-  template void cuda::binary<OP, T>(const T*, const Strides&, const T*, const Strides&, T*,      \
-                                    const Shape&);                                               \
+#define MENTOR_INSTANTIATE_BINARY(OP, T)                                                    \
+  template void cuda::binary<OP, T>(const T*, const Strides&, const T*, const Strides&, T*, \
+                                    const Shape&);                                          \
   template void cuda::binary_scalar<OP, T>(const T*, float, T*, int64_t);
-#define MENTOR_INSTANTIATE_BINARY_ALL(T)        \
-  MENTOR_INSTANTIATE_BINARY(BinaryOp::Add, T)   \
-  MENTOR_INSTANTIATE_BINARY(BinaryOp::Sub, T)   \
-  MENTOR_INSTANTIATE_BINARY(BinaryOp::Mul, T)   \
+#define MENTOR_INSTANTIATE_BINARY_ALL(T)      \
+  MENTOR_INSTANTIATE_BINARY(BinaryOp::Add, T) \
+  MENTOR_INSTANTIATE_BINARY(BinaryOp::Sub, T) \
+  MENTOR_INSTANTIATE_BINARY(BinaryOp::Mul, T) \
   MENTOR_INSTANTIATE_BINARY(BinaryOp::Div, T)
 MENTOR_INSTANTIATE_BINARY_ALL(float)
 MENTOR_INSTANTIATE_BINARY_ALL(bf16)
 
-#define MENTOR_INSTANTIATE_UNARY(OP, T)                                              \
-  template void cuda::unary<OP, T>(const T*, T*, int64_t, float);                    \
+#define MENTOR_INSTANTIATE_UNARY(OP, T)                           \
+  template void cuda::unary<OP, T>(const T*, T*, int64_t, float); \
   template void cuda::unary_backward<OP, T>(const T*, const T*, T*, int64_t, float);
-#define MENTOR_INSTANTIATE_UNARY_ALL(T)           \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Exp, T)       \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Log, T)       \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sqrt, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Rsqrt, T)     \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Tanh, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sigmoid, T)   \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Silu, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Relu, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Abs, T)       \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Square, T)    \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Pow, T)       \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Gelu, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::GeluTanh, T)  \
+#define MENTOR_INSTANTIATE_UNARY_ALL(T)          \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Exp, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Log, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sqrt, T)     \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Rsqrt, T)    \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Tanh, T)     \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sigmoid, T)  \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Silu, T)     \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Relu, T)     \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Abs, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Square, T)   \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Pow, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Gelu, T)     \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::GeluTanh, T) \
   MENTOR_INSTANTIATE_UNARY(UnaryOp::QuickGelu, T)
 MENTOR_INSTANTIATE_UNARY_ALL(float)
 MENTOR_INSTANTIATE_UNARY_ALL(bf16)

@@ -1,7 +1,11 @@
 // GEMM through cuBLASLt (gemm.hpp). Row-major products are computed as the column-major product
-// C^T = op(B)^T · op(A)^T, which is the same memory. Plans (descriptors + the heuristic's algorithm)
-// are cached per shape, layout, alignment and stream-independent settings, so a training step pays
-// the heuristic once per distinct GEMM.
+// C^T = op(B)^T · op(A)^T, which is the same memory. Plans (descriptors + the heuristic's
+// algorithm) are cached per shape, layout, alignment and stream-independent settings, so a training
+// step pays the heuristic once per distinct GEMM. The op header (for its declarations) pulls in the
+// CPU backend's Eigen; keep Eigen host-only.
+#ifndef EIGEN_NO_CUDA
+#define EIGEN_NO_CUDA
+#endif
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -10,10 +14,12 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "mentor/backend/cuda/allocator.hpp"
 #include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/ops/matmul.hpp"
 
 namespace mentor::cuda {
 
@@ -25,9 +31,12 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what PyTorch gives cuBL
 
 template <class T>
 constexpr cudaDataType_t data_type() {
-  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
-  else if constexpr (std::is_same_v<T, double>) return CUDA_R_64F;
-  else return CUDA_R_16BF;
+  if constexpr (std::is_same_v<T, float>)
+    return CUDA_R_32F;
+  else if constexpr (std::is_same_v<T, double>)
+    return CUDA_R_64F;
+  else
+    return CUDA_R_16BF;
 }
 
 struct PlanKey {
@@ -94,8 +103,8 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
                                                  static_cast<uint64_t>(cols), ld));
   if (batch > 1) {
     int32_t count = static_cast<int32_t>(batch);
-    MENTOR_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    MENTOR_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                         &count, sizeof(count)));
     MENTOR_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
@@ -125,10 +134,11 @@ __global__ void scale_matrices_kernel(T* c, int64_t m, int64_t n, int64_t ldc, i
   }
 }
 
-template <class T>
+// A and B of type T, C (and the bias) of type TC: T itself, or float for bf16 inputs.
+template <class T, class TC = T>
 void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const T* a,
                int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, float beta,
-               T* c, int64_t ldc, int64_t stride_c, int64_t batch, const T* bias) {
+               TC* c, int64_t ldc, int64_t stride_c, int64_t batch, const TC* bias) {
   MENTOR_CHECK(m >= 0 && n >= 0 && k >= 0 && batch >= 0, "cuda::gemm: negative size (m=", m,
                ", n=", n, ", k=", k, ", batch=", batch, ")");
   MENTOR_CHECK(batch <= 0x7fffffff, "cuda::gemm: batch ", batch, " exceeds cuBLASLt's limit");
@@ -136,13 +146,13 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
   if (k == 0) {  // C = beta * C (+ bias): cuBLASLt does not take empty inner dimensions
     MENTOR_CHECK(bias == nullptr, "cuda::gemm: bias with k == 0 is not supported");
     if (beta == 1.f) return;
-    using DT = device_t<T>;
+    using DT = device_t<TC>;
     scale_matrices_kernel<DT><<<grid_blocks(m * n * batch, 256), 256, 0, stream()>>>(
         device_ptr(c), m, n, ldc, stride_c, batch, beta);
     MENTOR_CUDA_CHECK_LAUNCH("scale_matrices_kernel");
     return;
   }
-  const cudaDataType_t type = data_type<T>();
+  const cudaDataType_t type = data_type<T>(), c_type = data_type<TC>();
   const bool tf32 = std::is_same_v<T, float> && g_allow_tf32.load(std::memory_order_relaxed);
   // Column-major view: first operand = our B (n×k after op), second = our A (k×m after op).
   const int64_t first_rows = trans_b ? k : n, first_cols = trans_b ? n : k;
@@ -153,7 +163,7 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
 
   PlanKey key;
   std::memset(&key, 0, sizeof(key));
-  key.dtype = static_cast<int>(type);
+  key.dtype = static_cast<int>(type) * 1000 + static_cast<int>(c_type);
   key.trans_a = trans_a;
   key.trans_b = trans_b;
   key.tf32 = tf32;
@@ -191,7 +201,7 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
     }
     plan.layout_first = make_layout(type, first_rows, first_cols, ldb, batch, key.stride_b);
     plan.layout_second = make_layout(type, second_rows, second_cols, lda, batch, key.stride_a);
-    plan.layout_c = make_layout(type, n, m, ldc, batch, key.stride_c);
+    plan.layout_c = make_layout(c_type, n, m, ldc, batch, key.stride_c);
 
     cublasLtMatmulPreference_t preference = nullptr;
     MENTOR_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -212,8 +222,8 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
     cublasLtMatmulHeuristicResult_t result{};
     int returned = 0;
     cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-        ctx.handle, plan.desc, plan.layout_first, plan.layout_second, plan.layout_c,
-        plan.layout_c, preference, 1, &result, &returned);
+        ctx.handle, plan.desc, plan.layout_first, plan.layout_second, plan.layout_c, plan.layout_c,
+        preference, 1, &result, &returned);
     cublasLtMatmulPreferenceDestroy(preference);
     if (status != CUBLAS_STATUS_SUCCESS || returned == 0) {
       cublasLtMatmulDescDestroy(plan.desc);
@@ -231,8 +241,8 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
   }
   const Plan& plan = it->second;
   if (bias != nullptr) {  // the pointer is not part of the key
-    MENTOR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    MENTOR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias, sizeof(bias)));
   }
   cudaStream_t s = stream();
   void* workspace = ctx.workspace(s);
@@ -253,21 +263,113 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, float beta, T* c, int64_t ldc, const T* bias) {
-  gemm_impl<T>(trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, bias);
+  gemm_impl<T, T>(trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, bias);
 }
 
 template <class T>
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                          const T* a, int64_t lda, int64_t stride_a, const T* b, int64_t ldb,
-                          int64_t stride_b, float beta, T* c, int64_t ldc, int64_t stride_c,
-                          int64_t batch) {
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n,
+                          int64_t k, float alpha, const T* a, int64_t lda, int64_t stride_a,
+                          const T* b, int64_t ldb, int64_t stride_b, float beta, T* c, int64_t ldc,
+                          int64_t stride_c) {
   if (batch == 1) {
-    gemm_impl<T>(trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1,
-                 nullptr);
+    gemm_impl<T, T>(trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1,
+                    nullptr);
     return;
   }
-  gemm_impl<T>(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
-               stride_c, batch, nullptr);
+  gemm_impl<T, T>(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                  ldc, stride_c, batch, nullptr);
+}
+
+void gemm_strided_batched_f32out(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n,
+                                 int64_t k, float alpha, const bf16* a, int64_t lda,
+                                 int64_t stride_a, const bf16* b, int64_t ldb, int64_t stride_b,
+                                 float beta, float* c, int64_t ldc, int64_t stride_c) {
+  if (batch == 1) stride_a = stride_b = stride_c = 0;
+  gemm_impl<bf16, float>(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta,
+                         c, ldc, stride_c, batch, nullptr);
+}
+
+namespace {
+
+template <class T>
+__global__ void broadcast_rows_kernel(const T* __restrict__ bias, T* __restrict__ out, int64_t rows,
+                                      int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = bias[i % cols];
+}
+
+// out[c] = Σ_r x[r, c]: columns along x (coalesced), rows along y, one split of the rows per
+// blockIdx.y into partial[split, c] (float), summed in split order afterwards (deterministic).
+template <class T>
+__global__ void column_partial_kernel(const T* __restrict__ x, int64_t rows, int64_t cols,
+                                      int64_t rows_per_split, float* __restrict__ partial) {
+  __shared__ float scratch[8][33];
+  const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t begin = int64_t(blockIdx.y) * rows_per_split;
+  const int64_t end = min(rows, begin + rows_per_split);
+  float acc = 0.f;
+  if (c < cols)
+    for (int64_t r = begin + threadIdx.y; r < end; r += blockDim.y) acc += to_acc(x[r * cols + c]);
+  scratch[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= cols) return;
+  for (unsigned i = 1; i < blockDim.y; ++i) acc += scratch[i][threadIdx.x];
+  partial[int64_t(blockIdx.y) * cols + c] = acc;
+}
+
+template <class T>
+__global__ void column_finish_kernel(const float* __restrict__ partial, int64_t splits,
+                                     int64_t cols, T* __restrict__ out) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols;
+       c += int64_t(gridDim.x) * blockDim.x) {
+    float acc = 0.f;
+    for (int64_t s = 0; s < splits; ++s) acc += partial[s * cols + c];
+    out[c] = from_acc<T>(acc);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void broadcast_rows(const T* bias, T* out, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  using DT = device_t<T>;
+  broadcast_rows_kernel<DT><<<grid_blocks(rows * cols, 256), 256, 0, stream()>>>(
+      device_ptr(bias), device_ptr(out), rows, cols);
+  MENTOR_CUDA_CHECK_LAUNCH("broadcast_rows_kernel");
+}
+
+template <class T>
+void column_sums(const T* x, T* out, int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
+  using DT = device_t<T>;
+  if (rows <= 0) {
+    MENTOR_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(T) * static_cast<size_t>(cols), stream()));
+    return;
+  }
+  const int64_t col_blocks = ceil_div(cols, 32);
+  MENTOR_CHECK(col_blocks <= 0x7fffffff, "cuda::column_sums: ", cols, " columns are too many");
+  const int64_t target = 4LL * multiprocessor_count();
+  int64_t splits = std::max<int64_t>(
+      1, std::min<int64_t>({ceil_div(target, col_blocks), ceil_div(rows, 64), 65535}));
+  const int64_t rows_per_split = ceil_div(rows, splits);
+  splits = ceil_div(rows, rows_per_split);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(splits * cols);
+  Allocator& allocator = device_allocator();
+  float* partial = static_cast<float*>(allocator.allocate(bytes));
+  column_partial_kernel<DT>
+      <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(splits)), dim3(32, 8), 0,
+         stream()>>>(device_ptr(x), rows, cols, rows_per_split, partial);
+  cudaError_t launch = cudaGetLastError();
+  if (launch == cudaSuccess) {
+    column_finish_kernel<DT>
+        <<<grid_blocks(cols, 256), 256, 0, stream()>>>(partial, splits, cols, device_ptr(out));
+  }
+  allocator.deallocate(partial, bytes);  // stream-ordered: reused only after these kernels
+  detail::check_cuda(launch, "column_partial_kernel", __FILE__, __LINE__);
+  MENTOR_CUDA_CHECK_LAUNCH("column_finish_kernel");
 }
 
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_order_relaxed); }
@@ -276,9 +378,11 @@ bool allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 #define MENTOR_INSTANTIATE_GEMM(T)                                                                 \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, float, const T*, int64_t, const T*, \
                         int64_t, float, T*, int64_t, const T*);                                    \
-  template void gemm_strided_batched<T>(bool, bool, int64_t, int64_t, int64_t, float, const T*,    \
-                                        int64_t, int64_t, const T*, int64_t, int64_t, float, T*,   \
-                                        int64_t, int64_t, int64_t);
+  template void gemm_strided_batched<T>(bool, bool, int64_t, int64_t, int64_t, int64_t, float,     \
+                                        const T*, int64_t, int64_t, const T*, int64_t, int64_t,    \
+                                        float, T*, int64_t, int64_t);                              \
+  template void broadcast_rows<T>(const T*, T*, int64_t, int64_t);                                 \
+  template void column_sums<T>(const T*, T*, int64_t, int64_t);
 MENTOR_INSTANTIATE_GEMM(float)
 MENTOR_INSTANTIATE_GEMM(double)
 MENTOR_INSTANTIATE_GEMM(bf16)

@@ -1,8 +1,8 @@
 // Launchers of ops/reduce.hpp: sums over one axis (double accumulation, deterministic), first
 // arg-max/arg-min per row, sorted top-k per row (CUB segmented radix sort, stable) and the
 // scatter used by their gradients. float and bf16.
-#include <cub/device/device_segmented_radix_sort.cuh>
 #include <cuda_runtime.h>
+#include <cub/device/device_segmented_radix_sort.cuh>
 
 #include <algorithm>
 #include <cstdint>
@@ -88,8 +88,8 @@ __global__ void sum_columns_kernel(const T* __restrict__ x, int64_t outer, int64
 
 // out[m] = scale · Σ_s partial[s, m], in split order (deterministic).
 template <class T>
-__global__ void sum_finish_kernel(const double* __restrict__ partial, int64_t outputs, int64_t splits,
-                                  T* __restrict__ out, double scale) {
+__global__ void sum_finish_kernel(const double* __restrict__ partial, int64_t outputs,
+                                  int64_t splits, T* __restrict__ out, double scale) {
   for (int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; m < outputs;
        m += int64_t(gridDim.x) * blockDim.x) {
     double acc = 0.0;
@@ -119,7 +119,8 @@ __device__ __forceinline__ Best warp_best(Best v, bool largest) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
     Best other{__shfl_xor_sync(0xffffffffu, v.value, offset),
-               static_cast<int64_t>(__shfl_xor_sync(0xffffffffu, static_cast<long long>(v.index), offset))};
+               static_cast<int64_t>(
+                   __shfl_xor_sync(0xffffffffu, static_cast<long long>(v.index), offset))};
     v = best_merge(v, other, largest);
   }
   return v;
@@ -153,9 +154,10 @@ __global__ void arg_best_rows_kernel(const T* __restrict__ x, int64_t rows, int6
   }
 }
 
-// ---- top-k ---------------------------------------------------------------------------------------
-// Sort keys: the value in float with NaN made one canonical positive NaN (largest under the radix
-// order) and -0 made +0 (equal values keep index order: the sort is stable).
+// ---- top-k
+// --------------------------------------------------------------------------------------- Sort
+// keys: the value in float with NaN made one canonical positive NaN (largest under the radix order)
+// and -0 made +0 (equal values keep index order: the sort is stable).
 template <class T>
 __global__ void topk_keys_kernel(const T* __restrict__ x, int64_t count, int64_t n,
                                  float* __restrict__ keys, int32_t* __restrict__ positions) {
@@ -190,7 +192,8 @@ __global__ void topk_gather_kernel(const T* __restrict__ x, const int32_t* __res
 
 template <class T>
 __global__ void scatter_rows_add_kernel(const T* __restrict__ g, const int64_t* __restrict__ idx,
-                                        int64_t rows, int64_t k, int64_t n, T* __restrict__ grad_x) {
+                                        int64_t rows, int64_t k, int64_t n,
+                                        T* __restrict__ grad_x) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * k;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / k;
@@ -203,7 +206,8 @@ __global__ void scatter_rows_add_kernel(const T* __restrict__ g, const int64_t* 
 }  // namespace cuda::kernels
 
 template <class T>
-void cuda::sum_axis(const T* x_in, T* out_in, int64_t outer, int64_t n, int64_t inner, float scale) {
+void cuda::sum_axis(const T* x_in, T* out_in, int64_t outer, int64_t n, int64_t inner,
+                    float scale) {
   using DT = cuda::device_t<T>;
   const DT* x = cuda::device_ptr(x_in);
   DT* out = cuda::device_ptr(out_in);
@@ -216,8 +220,8 @@ void cuda::sum_axis(const T* x_in, T* out_in, int64_t outer, int64_t n, int64_t 
   const int64_t min_per_split = rows_layout ? 32 * 64 : 8 * 64;
   int64_t splits = 1;
   if (out_blocks < target_blocks && n > min_per_split) {
-    splits = std::min<int64_t>({cuda::ceil_div(target_blocks, out_blocks),
-                                cuda::ceil_div(n, min_per_split), 65535});
+    splits = std::min<int64_t>(
+        {cuda::ceil_div(target_blocks, out_blocks), cuda::ceil_div(n, min_per_split), 65535});
   }
   const int64_t chunk = std::max<int64_t>(1, cuda::ceil_div(n, splits));
   splits = std::max<int64_t>(1, cuda::ceil_div(n, chunk));
@@ -225,14 +229,14 @@ void cuda::sum_axis(const T* x_in, T* out_in, int64_t outer, int64_t n, int64_t 
   std::unique_ptr<cuda::kernels::Scratch> partial;
   double* partial_ptr = nullptr;
   if (splits > 1) {
-    partial = std::make_unique<cuda::kernels::Scratch>(
-        static_cast<size_t>(splits * outputs) * sizeof(double));
+    partial = std::make_unique<cuda::kernels::Scratch>(static_cast<size_t>(splits * outputs) *
+                                                       sizeof(double));
     partial_ptr = partial->as<double>();
   }
   dim3 grid(static_cast<unsigned>(out_blocks), static_cast<unsigned>(splits));
   if (rows_layout) {
-    cuda::kernels::sum_rows_kernel<DT><<<grid, 256, 0, cuda::stream()>>>(x, outputs, n, chunk,
-                                                                         partial_ptr, out, scale64);
+    cuda::kernels::sum_rows_kernel<DT>
+        <<<grid, 256, 0, cuda::stream()>>>(x, outputs, n, chunk, partial_ptr, out, scale64);
     MENTOR_CUDA_CHECK_LAUNCH("sum_rows_kernel");
   } else {
     cuda::kernels::sum_columns_kernel<DT><<<grid, dim3(32, 8), 0, cuda::stream()>>>(
@@ -240,9 +244,9 @@ void cuda::sum_axis(const T* x_in, T* out_in, int64_t outer, int64_t n, int64_t 
     MENTOR_CUDA_CHECK_LAUNCH("sum_columns_kernel");
   }
   if (partial_ptr != nullptr) {
-    cuda::kernels::sum_finish_kernel<DT><<<cuda::grid_blocks(outputs, 256), 256, 0,
-                                           cuda::stream()>>>(partial_ptr, outputs, splits, out,
-                                                             scale64);
+    cuda::kernels::sum_finish_kernel<DT>
+        <<<cuda::grid_blocks(outputs, 256), 256, 0, cuda::stream()>>>(partial_ptr, outputs, splits,
+                                                                      out, scale64);
     MENTOR_CUDA_CHECK_LAUNCH("sum_finish_kernel");
   }
 }
@@ -266,7 +270,8 @@ void cuda::topk_rows(const T* x_in, int64_t rows, int64_t n, int64_t k, bool lar
   const DT* x = cuda::device_ptr(x_in);
   DT* values = cuda::device_ptr(values_in);
   // Rows per sort: the sort indexes items with int.
-  const int64_t rows_per_pass = std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{1} << 30) / n));
+  const int64_t rows_per_pass =
+      std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{1} << 30) / n));
   const int64_t items = rows_per_pass * n;
   cuda::kernels::Scratch keys_in(items * sizeof(float)), keys_out(items * sizeof(float));
   cuda::kernels::Scratch pos_in(items * sizeof(int32_t)), pos_out(items * sizeof(int32_t));
@@ -309,16 +314,16 @@ void cuda::scatter_rows_add(const T* g, const int64_t* idx, int64_t rows, int64_
                             T* grad_x) {
   if (rows <= 0 || k <= 0) return;
   using DT = cuda::device_t<T>;
-  cuda::kernels::scatter_rows_add_kernel<DT><<<cuda::grid_blocks(rows * k, 256), 256, 0,
-                                               cuda::stream()>>>(
-      cuda::device_ptr(g), idx, rows, k, n, cuda::device_ptr(grad_x));
+  cuda::kernels::scatter_rows_add_kernel<DT>
+      <<<cuda::grid_blocks(rows * k, 256), 256, 0, cuda::stream()>>>(
+          cuda::device_ptr(g), idx, rows, k, n, cuda::device_ptr(grad_x));
   MENTOR_CUDA_CHECK_LAUNCH("scatter_rows_add_kernel");
 }
 
-#define MENTOR_INSTANTIATE_REDUCE(T)                                                              \
-  template void cuda::sum_axis<T>(const T*, T*, int64_t, int64_t, int64_t, float);               \
-  template void cuda::arg_best_rows<T>(const T*, int64_t, int64_t, bool, T*, int64_t*);          \
-  template void cuda::topk_rows<T>(const T*, int64_t, int64_t, int64_t, bool, T*, int64_t*);     \
+#define MENTOR_INSTANTIATE_REDUCE(T)                                                         \
+  template void cuda::sum_axis<T>(const T*, T*, int64_t, int64_t, int64_t, float);           \
+  template void cuda::arg_best_rows<T>(const T*, int64_t, int64_t, bool, T*, int64_t*);      \
+  template void cuda::topk_rows<T>(const T*, int64_t, int64_t, int64_t, bool, T*, int64_t*); \
   template void cuda::scatter_rows_add<T>(const T*, const int64_t*, int64_t, int64_t, int64_t, T*);
 MENTOR_INSTANTIATE_REDUCE(float)
 MENTOR_INSTANTIATE_REDUCE(bf16)

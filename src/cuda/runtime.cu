@@ -20,7 +20,8 @@
 
 namespace mentor::cuda {
 
-// ---- current stream ------------------------------------------------------------------------------
+// ---- current stream
+// ------------------------------------------------------------------------------
 namespace {
 thread_local StreamHandle t_current_stream = nullptr;
 }  // namespace
@@ -70,7 +71,8 @@ int multiprocessor_count() {
   return count;
 }
 
-// ---- the caching allocator -----------------------------------------------------------------------
+// ---- the caching allocator
+// -----------------------------------------------------------------------
 namespace {
 
 constexpr size_t kSmallLimit = size_t{1} << 20;  // 1 MiB
@@ -133,8 +135,7 @@ class CachingAllocator final : public Allocator {
           ", size class ", size, "); the device has ", free_bytes, " bytes (",
           format_bytes(free_bytes), ") free of ", total_bytes, " (", format_bytes(total_bytes),
           "); mentor's tensors hold ", stats_.allocated_bytes, " bytes (",
-          format_bytes(stats_.allocated_bytes), ") and its cache ", stats_.cached_bytes,
-          " bytes"));
+          format_bytes(stats_.allocated_bytes), ") and its cache ", stats_.cached_bytes, " bytes"));
     }
     detail::check_cuda(status, "cudaMalloc(&ptr, size)", __FILE__, __LINE__);
     ++stats_.device_mallocs;
@@ -318,7 +319,8 @@ bool device_available() {
   return available;
 }
 
-// ---- streams and events --------------------------------------------------------------------------
+// ---- streams and events
+// --------------------------------------------------------------------------
 Stream::Stream(bool non_blocking) {
   cudaStream_t handle = nullptr;
   MENTOR_CUDA_CHECK(
@@ -411,7 +413,8 @@ float Event::elapsed_ms_since(const Event& start) const {
   return ms;
 }
 
-// ---- device queries ------------------------------------------------------------------------------
+// ---- device queries
+// ------------------------------------------------------------------------------
 DeviceInfo device_info() {
   int device = 0;
   MENTOR_CUDA_CHECK(cudaGetDevice(&device));
@@ -432,7 +435,8 @@ MemoryInfo memory_info() {
   return info;
 }
 
-// ---- graphs --------------------------------------------------------------------------------------
+// ---- graphs
+// --------------------------------------------------------------------------------------
 Graph::Graph() = default;
 Graph::~Graph() {
   try {

@@ -38,7 +38,8 @@ __global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ out
 // softmax: gx = y (g − Σ g y); log_softmax: gx = g − exp(y) Σ g.
 template <int kGroup, class T>
 __global__ void softmax_backward_rows_kernel(const T* __restrict__ y, const T* __restrict__ g,
-                                             T* __restrict__ gx, int64_t rows, int64_t n, bool log) {
+                                             T* __restrict__ gx, int64_t rows, int64_t n,
+                                             bool log) {
   using G = RowGroup<kGroup>;
   __shared__ float scratch[32];
   for (int64_t r = G::first_row(); r < rows; r += G::row_step()) {
@@ -72,7 +73,8 @@ __global__ void l2_normalize_rows_kernel(const T* __restrict__ x, T* __restrict_
     const float norm = sqrtf(G::sum(partial, scratch));
     if (G::lane() == 0) norms[r] = norm;
     const float inv = 1.0f / fmaxf(norm, eps);
-    for (int64_t i = G::lane(); i < n; i += kGroup) out[r * n + i] = from_acc<T>(to_acc(xr[i]) * inv);
+    for (int64_t i = G::lane(); i < n; i += kGroup)
+      out[r * n + i] = from_acc<T>(to_acc(xr[i]) * inv);
   }
 }
 
@@ -106,8 +108,8 @@ __global__ void l2_normalize_backward_rows_kernel(const T* __restrict__ x,
 template <class T>
 void cuda::softmax_rows(const T* x, T* out, int64_t rows, int64_t n, bool log) {
   if (rows <= 0 || n <= 0) return;
-  MENTOR_LAUNCH_ROWS(cuda::kernels::softmax_rows_kernel, n, rows, cuda::device_ptr(x), cuda::device_ptr(out), rows,
-                     n, log);
+  MENTOR_LAUNCH_ROWS(cuda::kernels::softmax_rows_kernel, n, rows, cuda::device_ptr(x),
+                     cuda::device_ptr(out), rows, n, log);
 }
 
 template <class T>
@@ -122,20 +124,20 @@ template <class T>
 void cuda::l2_normalize_rows(const T* x, T* out, acc_t<T>* norms, int64_t rows, int64_t n,
                              float eps) {
   if (rows <= 0) return;
-  MENTOR_LAUNCH_ROWS(cuda::kernels::l2_normalize_rows_kernel, n, rows, cuda::device_ptr(x), cuda::device_ptr(out),
-                     norms, rows, n, eps);
+  MENTOR_LAUNCH_ROWS(cuda::kernels::l2_normalize_rows_kernel, n, rows, cuda::device_ptr(x),
+                     cuda::device_ptr(out), norms, rows, n, eps);
 }
 
 template <class T>
 void cuda::l2_normalize_backward_rows(const T* x, const acc_t<T>* norms, const T* grad_out,
                                       T* grad_x, int64_t rows, int64_t n, float eps) {
   if (rows <= 0) return;
-  MENTOR_LAUNCH_ROWS(cuda::kernels::l2_normalize_backward_rows_kernel, n, rows, cuda::device_ptr(x), norms,
-                     cuda::device_ptr(grad_out), cuda::device_ptr(grad_x), rows, n, eps);
+  MENTOR_LAUNCH_ROWS(cuda::kernels::l2_normalize_backward_rows_kernel, n, rows, cuda::device_ptr(x),
+                     norms, cuda::device_ptr(grad_out), cuda::device_ptr(grad_x), rows, n, eps);
 }
 
 #define MENTOR_INSTANTIATE_SOFTMAX(T)                                                           \
-  template void cuda::softmax_rows<T>(const T*, T*, int64_t, int64_t, bool);                   \
+  template void cuda::softmax_rows<T>(const T*, T*, int64_t, int64_t, bool);                    \
   template void cuda::softmax_backward_rows<T>(const T*, const T*, T*, int64_t, int64_t, bool); \
   template void cuda::l2_normalize_rows<T>(const T*, T*, acc_t<T>*, int64_t, int64_t, float);   \
   template void cuda::l2_normalize_backward_rows<T>(const T*, const acc_t<T>*, const T*, T*,    \

@@ -65,7 +65,8 @@ int copy_word_bytes(const StridedGeometry<2>& g, const void* src, void* dst, int
     bool ok = pointer_alignment(src) >= width && pointer_alignment(dst) >= width &&
               (g.sizes[g.rank - 1] * elem_bytes) % width == 0;
     for (int d = 0; ok && d + 1 < g.rank; ++d)
-      ok = (g.strides[0][d] * elem_bytes) % width == 0 && (g.strides[1][d] * elem_bytes) % width == 0;
+      ok = (g.strides[0][d] * elem_bytes) % width == 0 &&
+           (g.strides[1][d] * elem_bytes) % width == 0;
     if (ok) break;
     width >>= 1;
   }
@@ -172,9 +173,10 @@ __global__ void reduce_add_kernel(const T* src, T* dst, Indexer<2, uint64_t> kep
   }
   if (!writer || m >= outputs) return;
   if (partial != nullptr) {
-    atomicAdd(reinterpret_cast<std::conditional_t<std::is_same_v<A, long long>, unsigned long long, A>*>(
-                  partial + m),
-              static_cast<std::conditional_t<std::is_same_v<A, long long>, unsigned long long, A>>(sum));
+    atomicAdd(
+        reinterpret_cast<std::conditional_t<std::is_same_v<A, long long>, unsigned long long, A>*>(
+            partial + m),
+        static_cast<std::conditional_t<std::is_same_v<A, long long>, unsigned long long, A>>(sum));
   } else {
     dst[out_off[1]] = store_acc<T>(load_acc(dst[out_off[1]]) + sum);
   }
@@ -332,11 +334,21 @@ void copy_strided(const T* src, const Strides& src_strides, T* dst, const Stride
     g.numel /= per_word;
   }
   switch (width) {
-    case 16: launch_copy<uint4>(src, dst, g); break;
-    case 8: launch_copy<uint2>(src, dst, g); break;
-    case 4: launch_copy<uint32_t>(src, dst, g); break;
-    case 2: launch_copy<uint16_t>(src, dst, g); break;
-    default: launch_copy<uint8_t>(src, dst, g); break;
+    case 16:
+      launch_copy<uint4>(src, dst, g);
+      break;
+    case 8:
+      launch_copy<uint2>(src, dst, g);
+      break;
+    case 4:
+      launch_copy<uint32_t>(src, dst, g);
+      break;
+    case 2:
+      launch_copy<uint16_t>(src, dst, g);
+      break;
+    default:
+      launch_copy<uint8_t>(src, dst, g);
+      break;
   }
 }
 
@@ -373,18 +385,19 @@ void convert(const From* src, To* dst, int64_t n) {
 }
 
 template <class T>
-void philox_uniform(T* dst, int64_t n, uint64_t seed, uint64_t block_offset, float low, float high) {
+void philox_uniform(T* dst, int64_t n, uint64_t seed, uint64_t block_offset, float low,
+                    float high) {
   if (n <= 0) return;
-  philox_uniform_kernel<T><<<grid_blocks(n, kThreads), kThreads, 0, stream()>>>(
-      dst, n, seed, block_offset, low, high);
+  philox_uniform_kernel<T>
+      <<<grid_blocks(n, kThreads), kThreads, 0, stream()>>>(dst, n, seed, block_offset, low, high);
   MENTOR_CUDA_CHECK_LAUNCH("philox_uniform_kernel");
 }
 
 template <class T>
 void philox_normal(T* dst, int64_t n, uint64_t seed, uint64_t block_offset, float mean, float std) {
   if (n <= 0) return;
-  philox_normal_kernel<T><<<grid_blocks(n, kThreads), kThreads, 0, stream()>>>(
-      dst, n, seed, block_offset, mean, std);
+  philox_normal_kernel<T>
+      <<<grid_blocks(n, kThreads), kThreads, 0, stream()>>>(dst, n, seed, block_offset, mean, std);
   MENTOR_CUDA_CHECK_LAUNCH("philox_normal_kernel");
 }
 
@@ -402,7 +415,7 @@ MENTOR_INSTANTIATE_ELEMENT(uint8_t)
 MENTOR_INSTANTIATE_ELEMENT(bool)
 #undef MENTOR_INSTANTIATE_ELEMENT
 
-#define MENTOR_INSTANTIATE_CONVERT_FROM(To)                       \
+#define MENTOR_INSTANTIATE_CONVERT_FROM(To)                         \
   template void convert<To, float>(const float*, To*, int64_t);     \
   template void convert<To, double>(const double*, To*, int64_t);   \
   template void convert<To, bf16>(const bf16*, To*, int64_t);       \
@@ -419,8 +432,8 @@ MENTOR_INSTANTIATE_CONVERT_FROM(uint8_t)
 MENTOR_INSTANTIATE_CONVERT_FROM(bool)
 #undef MENTOR_INSTANTIATE_CONVERT_FROM
 
-#define MENTOR_INSTANTIATE_RANDOM(T)                                                        \
-  template void philox_uniform<T>(T*, int64_t, uint64_t, uint64_t, float, float);          \
+#define MENTOR_INSTANTIATE_RANDOM(T)                                              \
+  template void philox_uniform<T>(T*, int64_t, uint64_t, uint64_t, float, float); \
   template void philox_normal<T>(T*, int64_t, uint64_t, uint64_t, float, float);
 MENTOR_INSTANTIATE_RANDOM(float)
 MENTOR_INSTANTIATE_RANDOM(double)

@@ -70,25 +70,29 @@ TEST_CASE("the softmax's exp matches std::exp", "[ops][attention]") {
   for (size_t i = 0; i < xd.size(); ++i) {
     worst_d = std::max(worst_d, std::abs(yd[i] - std::exp(xd[i])) / std::exp(xd[i]));
     if (xf[i] > -87.0f)
-      worst_f = std::max(worst_f, std::abs(double(yf[i]) - std::exp(double(xf[i]))) / std::exp(double(xf[i])));
+      worst_f = std::max(
+          worst_f, std::abs(double(yf[i]) - std::exp(double(xf[i]))) / std::exp(double(xf[i])));
   }
   CHECK(worst_d <= 4e-16);
   CHECK(worst_f <= 3e-7);
 }
 
 TEST_CASE("attention matches PyTorch goldens", "[ops][attention]") {
-  check_golden_case("attn_none", [](const V& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
+  check_golden_case("attn_none",
+                    [](const V& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
                     {"q", "k", "v"});
   check_golden_case("attn_causal",
                     [](const V& x) {
-                      return scaled_dot_product_attention(x[0], x[1], x[2], AttnMask<CPU>::causal());
+                      return scaled_dot_product_attention(x[0], x[1], x[2],
+                                                          AttnMask<CPU>::causal());
                     },
                     {"q", "k", "v"});
   // LlamaGen's prefix mask [B, 1, S, S]: causal, padded prefix columns off, diagonal on.
   Tensor<bool> mask = golden_mask("attn_mask.in.mask");
   check_golden_case("attn_mask",
                     [&](const V& x) {
-                      return scaled_dot_product_attention(x[0], x[1], x[2], AttnMask<CPU>::from(mask), 0.5);
+                      return scaled_dot_product_attention(x[0], x[1], x[2],
+                                                          AttnMask<CPU>::from(mask), 0.5);
                     },
                     {"q", "k", "v"});
 }
@@ -103,13 +107,15 @@ TEST_CASE("attention agrees with a naive reference across query blocks", "[ops][
   auto v = Tensor<double>::randn({B, Hk, Sk, Dv}, gen);
   const double scale = 1.0 / 4.0;
   SECTION("no mask") {
-    auto expected = naive_attention(q, k, v, [](auto...) { return true; }, scale);
+    auto expected = naive_attention(
+        q, k, v, [](auto...) { return true; }, scale);
     CHECK(rel_error(scaled_dot_product_attention(q, k, v), expected) <= 1e-12);
   }
   SECTION("causal with Sq < Sk: the queries are the last Sq positions") {
-    auto expected = naive_attention(q, k, v, [&](int64_t, int64_t, int64_t i, int64_t j) { return j <= i + Sk - Sq; },
-                                    scale);
-    CHECK(rel_error(scaled_dot_product_attention(q, k, v, AttnMask<CPU>::causal()), expected) <= 1e-12);
+    auto expected = naive_attention(
+        q, k, v, [&](int64_t, int64_t, int64_t i, int64_t j) { return j <= i + Sk - Sq; }, scale);
+    CHECK(rel_error(scaled_dot_product_attention(q, k, v, AttnMask<CPU>::causal()), expected) <=
+          1e-12);
   }
   SECTION("explicit [B, 1, Sq, Sk] mask with a fully masked row, and a custom scale") {
     std::vector<bool> values(static_cast<size_t>(B * Sq * Sk));
@@ -119,7 +125,11 @@ TEST_CASE("attention agrees with a naive reference across query blocks", "[ops][
     for (int64_t j = 0; j < Sk; ++j) values[static_cast<size_t>((1 * Sq + 17) * Sk + j)] = false;
     auto mask = Tensor<bool>::from_vector(values, {B, 1, Sq, Sk});
     auto expected = naive_attention(
-        q, k, v, [&](int64_t b, int64_t, int64_t i, int64_t j) { return mask.at({b, 0, i, j}); }, 0.3);
+        q, k, v,
+        [&](int64_t b, int64_t, int64_t i, int64_t j) {
+          return mask.at({b, 0, i, j});
+        },
+        0.3);
     auto out = scaled_dot_product_attention(q, k, v, AttnMask<CPU>::from(mask), 0.3);
     CHECK(rel_error(out, expected) <= 1e-12);
     for (int64_t h = 0; h < H; ++h)
@@ -127,8 +137,13 @@ TEST_CASE("attention agrees with a naive reference across query blocks", "[ops][
     // A rank-2 [Sq, Sk] mask broadcasts over batch and heads.
     auto mask2 = mask.select(0, 0).select(0, 0);
     auto expected2 = naive_attention(
-        q, k, v, [&](int64_t, int64_t, int64_t i, int64_t j) { return mask2.at({i, j}); }, 0.3);
-    CHECK(rel_error(scaled_dot_product_attention(q, k, v, AttnMask<CPU>::from(mask2), 0.3), expected2) <= 1e-12);
+        q, k, v,
+        [&](int64_t, int64_t, int64_t i, int64_t j) {
+          return mask2.at({i, j});
+        },
+        0.3);
+    CHECK(rel_error(scaled_dot_product_attention(q, k, v, AttnMask<CPU>::from(mask2), 0.3),
+                    expected2) <= 1e-12);
   }
 }
 
@@ -136,13 +151,17 @@ TEST_CASE("attention gradients match finite differences", "[ops][attention][grad
   Generator gen(53);
   SECTION("GQA, causal with Sq < Sk") {
     check_gradients(
-        [](const V& x) { return scaled_dot_product_attention(x[0], x[1], x[2], AttnMask<CPU>::causal()); },
+        [](const V& x) {
+          return scaled_dot_product_attention(x[0], x[1], x[2], AttnMask<CPU>::causal());
+        },
         {Tensor<double>::randn({2, 4, 3, 5}, gen), Tensor<double>::randn({2, 2, 6, 5}, gen),
          Tensor<double>::randn({2, 2, 6, 3}, gen)});
   }
   SECTION("causal across two query blocks") {
     check_gradients(
-        [](const V& x) { return scaled_dot_product_attention(x[0], x[1], x[2], AttnMask<CPU>::causal()); },
+        [](const V& x) {
+          return scaled_dot_product_attention(x[0], x[1], x[2], AttnMask<CPU>::causal());
+        },
         {Tensor<double>::randn({1, 2, 130, 3}, gen), Tensor<double>::randn({1, 1, 133, 3}, gen),
          Tensor<double>::randn({1, 1, 133, 2}, gen)});
   }
@@ -160,8 +179,8 @@ TEST_CASE("attention gradients match finite differences", "[ops][attention][grad
   SECTION("non-contiguous q, k, v in the [B, S, H, D] projection layout") {
     check_gradients(
         [](const V& x) {
-          return scaled_dot_product_attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2),
-                                              AttnMask<CPU>::causal());
+          return scaled_dot_product_attention(x[0].transpose(1, 2), x[1].transpose(1, 2),
+                                              x[2].transpose(1, 2), AttnMask<CPU>::causal());
         },
         {Tensor<double>::randn({2, 5, 2, 4}, gen), Tensor<double>::randn({2, 5, 2, 4}, gen),
          Tensor<double>::randn({2, 5, 2, 4}, gen)});
@@ -183,7 +202,8 @@ TEST_CASE("attention in float32 and bf16 follows the double result", "[ops][atte
     auto out = scaled_dot_product_attention(qt, kt, vt, AttnMask<CPU>::causal());
     out.backward(cot.to<T>());
     return std::vector<Tensor<double>>{out.template to<double>(), qt.grad().template to<double>(),
-                                       kt.grad().template to<double>(), vt.grad().template to<double>()};
+                                       kt.grad().template to<double>(),
+                                       vt.grad().template to<double>()};
   };
   auto expected = run(double{});
   auto f32 = run(float{});
@@ -202,16 +222,18 @@ TEST_CASE("attention rejects bad shapes and masks, naming the op and the shapes"
   auto k = Tensor<float>::zeros({2, 3, 6, 8});
   REQUIRE_THROWS_AS(scaled_dot_product_attention(q, k, k), ShapeError);
   REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, k, k),
-                      Catch::Contains("scaled_dot_product_attention") && Catch::Contains("3 kv heads") &&
-                          Catch::Contains("[2, 4, 5, 8]"));
+                      Catch::Contains("scaled_dot_product_attention") &&
+                          Catch::Contains("3 kv heads") && Catch::Contains("[2, 4, 5, 8]"));
   auto k2 = Tensor<float>::zeros({2, 2, 6, 7});
-  REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, k2, k2),
-                      Catch::Contains("scaled_dot_product_attention") && Catch::Contains("[2, 2, 6, 7]"));
+  REQUIRE_THROWS_WITH(
+      scaled_dot_product_attention(q, k2, k2),
+      Catch::Contains("scaled_dot_product_attention") && Catch::Contains("[2, 2, 6, 7]"));
   auto kv = Tensor<float>::zeros({2, 2, 6, 8});
   auto bad_mask = Tensor<bool>::full({2, 1, 5, 5}, true);
   REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, kv, kv, AttnMask<CPU>::from(bad_mask)),
-                      Catch::Contains("scaled_dot_product_attention") && Catch::Contains("[2, 1, 5, 5]") &&
-                          Catch::Contains("[2, 4, 5, 6]"));
-  REQUIRE_THROWS_WITH(scaled_dot_product_attention(Tensor<float>::zeros({4, 5, 8}), kv, kv),
-                      Catch::Contains("scaled_dot_product_attention") && Catch::Contains("[4, 5, 8]"));
+                      Catch::Contains("scaled_dot_product_attention") &&
+                          Catch::Contains("[2, 1, 5, 5]") && Catch::Contains("[2, 4, 5, 6]"));
+  REQUIRE_THROWS_WITH(
+      scaled_dot_product_attention(Tensor<float>::zeros({4, 5, 8}), kv, kv),
+      Catch::Contains("scaled_dot_product_attention") && Catch::Contains("[4, 5, 8]"));
 }

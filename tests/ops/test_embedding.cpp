@@ -23,7 +23,8 @@ TEST_CASE("embedding gradient matches finite differences", "[ops][embedding][gra
   check_gradients([&](const V& x) { return embedding(x[0], ids); }, {table});
   // A non-contiguous table (a transposed view) and non-contiguous ids.
   auto ids_t = Tensor<int64_t>::from_vector({1, 4, 4, 0, 2, 1}, {2, 3}).t();
-  check_gradients([&](const V& x) { return embedding(x[0].t(), ids_t); }, {Tensor<double>::randn({3, 5}, gen)});
+  check_gradients([&](const V& x) { return embedding(x[0].t(), ids_t); },
+                  {Tensor<double>::randn({3, 5}, gen)});
 }
 
 TEST_CASE("embedding copies rows exactly in every precision", "[ops][embedding][bf16]") {
@@ -56,8 +57,9 @@ TEST_CASE("bf16 embedding gradients accumulate in float and round once", "[ops][
 TEST_CASE("embedding rejects out-of-range ids and bad tables", "[ops][embedding][errors]") {
   auto table = Tensor<float>::zeros({10, 3});
   REQUIRE_THROWS_AS(embedding(table, Tensor<int64_t>::from_vector({1, 10})), Error);
-  REQUIRE_THROWS_WITH(embedding(table, Tensor<int64_t>::from_vector({1, 10})),
-                      Catch::Contains("embedding") && Catch::Contains("id 10") && Catch::Contains("10 rows"));
+  REQUIRE_THROWS_WITH(
+      embedding(table, Tensor<int64_t>::from_vector({1, 10})),
+      Catch::Contains("embedding") && Catch::Contains("id 10") && Catch::Contains("10 rows"));
   REQUIRE_THROWS_WITH(embedding(table, Tensor<int64_t>::from_vector({-1})),
                       Catch::Contains("embedding") && Catch::Contains("id -1"));
   REQUIRE_THROWS_WITH(embedding(Tensor<float>::zeros({10}), Tensor<int64_t>::from_vector({1})),

@@ -24,7 +24,8 @@ double naive_cross_entropy(const Tensor<double>& logits, const std::vector<int64
   for (int64_t r = 0; r < rows; ++r) {
     long double m = -INFINITY, s = 0;
     for (int64_t i = 0; i < vocab; ++i) m = std::max<long double>(m, v[r * vocab + i]);
-    for (int64_t i = 0; i < vocab; ++i) s += std::exp(static_cast<long double>(v[r * vocab + i]) - m);
+    for (int64_t i = 0; i < vocab; ++i)
+      s += std::exp(static_cast<long double>(v[r * vocab + i]) - m);
     total += row_weights[r] * (m + std::log(s) - v[r * vocab + targets[r]]);
   }
   return static_cast<double>(total / denom);
@@ -69,7 +70,8 @@ TEST_CASE("losses: gradients by finite differences", "[ops][loss][grad]") {
   auto logits3 = Tensor<double>::randn({3, 4, 7}, gen, 0.f, 2.f);
   auto targets2 = Tensor<int64_t>::from_vector(random_targets(12, 7, 2), {3, 4});
   auto valid = Tensor<double>::from_vector({1.0, 0.0, 0.5});
-  check_gradients([&](const V& x) { return cross_entropy_weighted(x[0], targets2, valid); }, {logits3});
+  check_gradients([&](const V& x) { return cross_entropy_weighted(x[0], targets2, valid); },
+                  {logits3});
 
   auto a = Tensor<double>::randn({3, 5}, gen), b = Tensor<double>::randn({3, 5}, gen);
   check_gradients([](const V& x) { return mse_loss(x[0], x[1]); }, {a, b});
@@ -139,7 +141,9 @@ TEST_CASE("cross_entropy_weighted: validity weights rows per sample", "[ops][los
   // All valid equals the plain mean.
   auto all = Tensor<double>::ones({batch});
   CHECK(cross_entropy_weighted(logits, targets, all).item() ==
-        Approx(cross_entropy(logits.reshape({batch * length, vocab}), targets.reshape({batch * length})).item())
+        Approx(cross_entropy(logits.reshape({batch * length, vocab}),
+                             targets.reshape({batch * length}))
+                   .item())
             .epsilon(1e-14));
   // float forward.
   CHECK(cross_entropy_weighted(logits.to<float>(), targets, valid.to<float>()).item() ==
@@ -165,22 +169,24 @@ TEST_CASE("mse and l1 losses against direct sums; float and bf16", "[ops][loss]"
 TEST_CASE("losses reject bad shapes and targets, naming them", "[ops][loss][errors]") {
   auto logits = Tensor<float>::zeros({4, 10});
   auto targets = Tensor<int64_t>::from_vector({1, 2, 3, 10});
-  REQUIRE_THROWS_WITH(cross_entropy(logits, targets),
-                      Catch::Contains("cross_entropy") && Catch::Contains("target 10") &&
-                          Catch::Contains("10 classes"));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, targets), Catch::Contains("cross_entropy") &&
+                                                          Catch::Contains("target 10") &&
+                                                          Catch::Contains("10 classes"));
   REQUIRE_THROWS_WITH(cross_entropy(logits, Tensor<int64_t>::from_vector({0, -1, 0, 0})),
                       Catch::Contains("target -1"));
   REQUIRE_THROWS_AS(cross_entropy(logits, Tensor<int64_t>::zeros({3})), ShapeError);
-  REQUIRE_THROWS_WITH(cross_entropy(logits, Tensor<int64_t>::zeros({3})),
-                      Catch::Contains("cross_entropy") && Catch::Contains("[4, 10]") &&
-                          Catch::Contains("[3]"));
+  REQUIRE_THROWS_WITH(
+      cross_entropy(logits, Tensor<int64_t>::zeros({3})),
+      Catch::Contains("cross_entropy") && Catch::Contains("[4, 10]") && Catch::Contains("[3]"));
   REQUIRE_THROWS_WITH(cross_entropy(Tensor<float>::zeros({2, 3, 4}), Tensor<int64_t>::zeros({2})),
                       Catch::Contains("[2, 3, 4]"));
-  REQUIRE_THROWS_WITH(cross_entropy_weighted(Tensor<float>::zeros({2, 3, 4}),
-                                             Tensor<int64_t>::zeros({2, 3}), Tensor<float>::ones({3})),
-                      Catch::Contains("cross_entropy_weighted") && Catch::Contains("valid [3]"));
-  REQUIRE_THROWS_WITH(mse_loss(Tensor<float>::zeros({2, 3}), Tensor<float>::zeros({3, 2})),
-                      Catch::Contains("mse_loss") && Catch::Contains("[2, 3]") && Catch::Contains("[3, 2]"));
+  REQUIRE_THROWS_WITH(
+      cross_entropy_weighted(Tensor<float>::zeros({2, 3, 4}), Tensor<int64_t>::zeros({2, 3}),
+                             Tensor<float>::ones({3})),
+      Catch::Contains("cross_entropy_weighted") && Catch::Contains("valid [3]"));
+  REQUIRE_THROWS_WITH(
+      mse_loss(Tensor<float>::zeros({2, 3}), Tensor<float>::zeros({3, 2})),
+      Catch::Contains("mse_loss") && Catch::Contains("[2, 3]") && Catch::Contains("[3, 2]"));
   REQUIRE_THROWS_WITH(l1_loss(Tensor<float>::zeros({2}), Tensor<float>::zeros({3})),
                       Catch::Contains("l1_loss"));
 }

@@ -62,23 +62,31 @@ TEST_CASE("matmul gradients match finite differences", "[ops][matmul][grad]") {
   Generator gen(11);
   auto mm = [](const V& x) { return matmul(x[0], x[1]); };
   SECTION("both sides broadcast") {
-    check_gradients(mm, {Tensor<double>::randn({2, 1, 3, 4}, gen), Tensor<double>::randn({3, 4, 5}, gen)});
-    check_gradients(mm, {Tensor<double>::randn({3, 4}, gen), Tensor<double>::randn({2, 4, 5}, gen)});
+    check_gradients(
+        mm, {Tensor<double>::randn({2, 1, 3, 4}, gen), Tensor<double>::randn({3, 4, 5}, gen)});
+    check_gradients(mm,
+                    {Tensor<double>::randn({3, 4}, gen), Tensor<double>::randn({2, 4, 5}, gen)});
   }
   SECTION("shared rank-2 right operand (folded into one GEMM)") {
-    check_gradients(mm, {Tensor<double>::randn({2, 3, 3, 4}, gen), Tensor<double>::randn({4, 5}, gen)});
-    check_gradients(mm, {Tensor<double>::randn({2, 3, 4}, gen), Tensor<double>::randn({1, 4, 5}, gen)});
+    check_gradients(mm,
+                    {Tensor<double>::randn({2, 3, 3, 4}, gen), Tensor<double>::randn({4, 5}, gen)});
+    check_gradients(mm,
+                    {Tensor<double>::randn({2, 3, 4}, gen), Tensor<double>::randn({1, 4, 5}, gen)});
   }
   SECTION("transposed, permuted and expanded views") {
     // a^T per batch with a shared b^T: trans flags on both sides.
     check_gradients([](const V& x) { return matmul(x[0].transpose(-1, -2), x[1].t()); },
                     {Tensor<double>::randn({2, 4, 3}, gen), Tensor<double>::randn({5, 4}, gen)});
     // A permuted batch: irregular batch offsets (one GEMM per matrix).
-    check_gradients([](const V& x) { return matmul(x[0].transpose(0, 1), x[1]); },
-                    {Tensor<double>::randn({2, 3, 3, 4}, gen), Tensor<double>::randn({3, 2, 4, 2}, gen)});
+    check_gradients(
+        [](const V& x) { return matmul(x[0].transpose(0, 1), x[1]); },
+        {Tensor<double>::randn({2, 3, 3, 4}, gen), Tensor<double>::randn({3, 2, 4, 2}, gen)});
     // An expanded matrix dimension (stride 0) must be copied.
-    check_gradients([](const V& x) { return matmul(x[0], x[1].expand({4, 5})); },
-                    {Tensor<double>::randn({2, 3, 4}, gen), Tensor<double>::randn({1, 5}, gen)});
+    check_gradients(
+        [](const V& x) {
+          return matmul(x[0], x[1].expand({4, 5}));
+        },
+        {Tensor<double>::randn({2, 3, 4}, gen), Tensor<double>::randn({1, 5}, gen)});
     // A narrowed view (row pitch larger than the row).
     check_gradients([](const V& x) { return matmul(x[0].narrow(-1, 1, 4), x[1]); },
                     {Tensor<double>::randn({2, 3, 6}, gen), Tensor<double>::randn({2, 4, 3}, gen)});
@@ -127,7 +135,8 @@ TEST_CASE("linear matches x w^T + b and its gradients", "[ops][matmul][linear]")
   check_gradients([](const V& v) { return linear(v[0], v[1], v[2]); }, {x, w, bias});
   check_gradients([](const V& v) { return linear(v[0], v[1]); }, {x, w});
   // Non-contiguous input and a rank-1 input.
-  check_gradients([](const V& v) { return linear(v[0].transpose(0, 1), v[1], v[2]); }, {x, w, bias});
+  check_gradients([](const V& v) { return linear(v[0].transpose(0, 1), v[1], v[2]); },
+                  {x, w, bias});
   check_gradients([](const V& v) { return linear(v[0], v[1], v[2]); },
                   {Tensor<double>::randn({4}, gen), w, bias});
 }
@@ -136,15 +145,18 @@ TEST_CASE("matmul and linear reject bad shapes, naming the op and both shapes",
           "[ops][matmul][errors]") {
   auto a = Tensor<float>::zeros({2, 3, 4});
   REQUIRE_THROWS_AS(matmul(a, Tensor<float>::zeros({5, 6})), ShapeError);
-  REQUIRE_THROWS_WITH(matmul(a, Tensor<float>::zeros({5, 6})),
-                      Catch::Contains("matmul") && Catch::Contains("[2, 3, 4]") && Catch::Contains("[5, 6]"));
+  REQUIRE_THROWS_WITH(matmul(a, Tensor<float>::zeros({5, 6})), Catch::Contains("matmul") &&
+                                                                   Catch::Contains("[2, 3, 4]") &&
+                                                                   Catch::Contains("[5, 6]"));
   REQUIRE_THROWS_WITH(matmul(a, Tensor<float>::zeros({3, 4, 2})),
                       Catch::Contains("matmul") && Catch::Contains("batch") &&
                           Catch::Contains("[2, 3, 4]") && Catch::Contains("[3, 4, 2]"));
   REQUIRE_THROWS_WITH(matmul(Tensor<float>::zeros({4}), Tensor<float>::zeros({4, 2})),
                       Catch::Contains("matmul") && Catch::Contains("rank"));
-  REQUIRE_THROWS_WITH(linear(a, Tensor<float>::zeros({5, 3})),
-                      Catch::Contains("linear") && Catch::Contains("[2, 3, 4]") && Catch::Contains("[5, 3]"));
-  REQUIRE_THROWS_WITH(linear(a, Tensor<float>::zeros({5, 4}), Tensor<float>::zeros({4})),
-                      Catch::Contains("linear") && Catch::Contains("bias") && Catch::Contains("[4]"));
+  REQUIRE_THROWS_WITH(linear(a, Tensor<float>::zeros({5, 3})), Catch::Contains("linear") &&
+                                                                   Catch::Contains("[2, 3, 4]") &&
+                                                                   Catch::Contains("[5, 3]"));
+  REQUIRE_THROWS_WITH(
+      linear(a, Tensor<float>::zeros({5, 4}), Tensor<float>::zeros({4})),
+      Catch::Contains("linear") && Catch::Contains("bias") && Catch::Contains("[4]"));
 }

@@ -12,7 +12,8 @@ using mentor::test::rel_error;
 using V = std::vector<Tensor<double>>;
 
 TEST_CASE("norms match PyTorch goldens", "[ops][norm]") {
-  check_golden_case("rms_norm", [](const V& x) { return rms_norm(x[0], x[1], 1e-5); }, {"x", "weight"});
+  check_golden_case("rms_norm", [](const V& x) { return rms_norm(x[0], x[1], 1e-5); },
+                    {"x", "weight"});
   check_golden_case("layer_norm", [](const V& x) { return layer_norm(x[0], x[1], x[2], 1e-5); },
                     {"x", "weight", "bias"});
   check_golden_case("group_norm", [](const V& x) { return group_norm(x[0], 4, x[1], x[2], 1e-6); },
@@ -28,22 +29,25 @@ TEST_CASE("norm gradients match finite differences", "[ops][norm][grad]") {
     check_gradients([](const V& v) { return rms_norm(v[0], v[1]); }, {x, w});
     check_gradients([](const V& v) { return rms_norm(v[0], Tensor<double>()); }, {x});
     // Non-contiguous input: the normalised dimension is strided.
-    check_gradients([](const V& v) { return rms_norm(v[0].transpose(0, 2), v[1]); },
-                    {Tensor<double>::randn({4, 3, 5}, gen), Tensor<double>::rand({4}, gen, 0.5f, 1.5f)});
+    check_gradients(
+        [](const V& v) { return rms_norm(v[0].transpose(0, 2), v[1]); },
+        {Tensor<double>::randn({4, 3, 5}, gen), Tensor<double>::rand({4}, gen, 0.5f, 1.5f)});
   }
   SECTION("layer_norm") {
     check_gradients([](const V& v) { return layer_norm(v[0], v[1], v[2]); }, {x, w, b});
-    check_gradients([](const V& v) { return layer_norm(v[0], Tensor<double>(), Tensor<double>(), 1e-6); }, {x});
+    check_gradients(
+        [](const V& v) { return layer_norm(v[0], Tensor<double>(), Tensor<double>(), 1e-6); }, {x});
     check_gradients([](const V& v) { return layer_norm(v[0].transpose(0, 2), v[1], v[2]); },
-                    {Tensor<double>::randn({4, 3, 5}, gen), Tensor<double>::rand({4}, gen, 0.5f, 1.5f),
-                     Tensor<double>::randn({4}, gen)});
+                    {Tensor<double>::randn({4, 3, 5}, gen),
+                     Tensor<double>::rand({4}, gen, 0.5f, 1.5f), Tensor<double>::randn({4}, gen)});
   }
   SECTION("group_norm") {
     auto xg = Tensor<double>::randn({2, 6, 3, 4}, gen);
     auto wg = Tensor<double>::rand({6}, gen, 0.5f, 1.5f);
     auto bg = Tensor<double>::randn({6}, gen);
     check_gradients([](const V& v) { return group_norm(v[0], 3, v[1], v[2], 1e-6); }, {xg, wg, bg});
-    check_gradients([](const V& v) { return group_norm(v[0], 2, Tensor<double>(), Tensor<double>()); }, {xg});
+    check_gradients(
+        [](const V& v) { return group_norm(v[0], 2, Tensor<double>(), Tensor<double>()); }, {xg});
     // Rank 2 (no spatial dimensions), and a non-contiguous NCHW view.
     check_gradients([](const V& v) { return group_norm(v[0], 3, v[1], v[2]); },
                     {Tensor<double>::randn({4, 6}, gen), wg, bg});
@@ -96,14 +100,18 @@ TEST_CASE("bf16 rms_norm rounds the normalised value to bf16 before the weight (
 TEST_CASE("norms reject bad shapes, naming the op and the shapes", "[ops][norm][errors]") {
   auto x = Tensor<float>::zeros({2, 3, 8});
   REQUIRE_THROWS_AS(rms_norm(x, Tensor<float>::ones({7})), ShapeError);
-  REQUIRE_THROWS_WITH(rms_norm(x, Tensor<float>::ones({7})),
-                      Catch::Contains("rms_norm") && Catch::Contains("[7]") && Catch::Contains("[2, 3, 8]"));
-  REQUIRE_THROWS_WITH(layer_norm(x, Tensor<float>::ones({8}), Tensor<float>::ones({2, 4})),
-                      Catch::Contains("layer_norm") && Catch::Contains("bias") && Catch::Contains("[2, 4]"));
-  REQUIRE_THROWS_WITH(group_norm(Tensor<float>::zeros({2, 6, 4}), 4, Tensor<float>(), Tensor<float>()),
-                      Catch::Contains("group_norm") && Catch::Contains("4 groups") && Catch::Contains("[2, 6, 4]"));
+  REQUIRE_THROWS_WITH(rms_norm(x, Tensor<float>::ones({7})), Catch::Contains("rms_norm") &&
+                                                                 Catch::Contains("[7]") &&
+                                                                 Catch::Contains("[2, 3, 8]"));
+  REQUIRE_THROWS_WITH(
+      layer_norm(x, Tensor<float>::ones({8}), Tensor<float>::ones({2, 4})),
+      Catch::Contains("layer_norm") && Catch::Contains("bias") && Catch::Contains("[2, 4]"));
+  REQUIRE_THROWS_WITH(
+      group_norm(Tensor<float>::zeros({2, 6, 4}), 4, Tensor<float>(), Tensor<float>()),
+      Catch::Contains("group_norm") && Catch::Contains("4 groups") && Catch::Contains("[2, 6, 4]"));
   REQUIRE_THROWS_WITH(group_norm(Tensor<float>::zeros({6}), 2, Tensor<float>(), Tensor<float>()),
                       Catch::Contains("group_norm") && Catch::Contains("[6]"));
-  REQUIRE_THROWS_WITH(group_norm(Tensor<float>::zeros({2, 6, 4}), 3, Tensor<float>::ones({3}), Tensor<float>()),
-                      Catch::Contains("group_norm") && Catch::Contains("weight") && Catch::Contains("[3]"));
+  REQUIRE_THROWS_WITH(
+      group_norm(Tensor<float>::zeros({2, 6, 4}), 3, Tensor<float>::ones({3}), Tensor<float>()),
+      Catch::Contains("group_norm") && Catch::Contains("weight") && Catch::Contains("[3]"));
 }

@@ -19,8 +19,10 @@ TEST_CASE("l2_normalize matches the PyTorch golden row by row", "[ops][normalize
   auto expected_grad = golden<double>("l2_normalize.grad.x");
   for (int64_t r = 0; r < x.size(0); ++r) {
     INFO("row " << r);
-    CHECK(rel_error(out.detach().select(0, r).contiguous(), expected.select(0, r).contiguous()) <= 1e-12);
-    CHECK(rel_error(x.grad().select(0, r).contiguous(), expected_grad.select(0, r).contiguous()) <= 1e-10);
+    CHECK(rel_error(out.detach().select(0, r).contiguous(), expected.select(0, r).contiguous()) <=
+          1e-12);
+    CHECK(rel_error(x.grad().select(0, r).contiguous(), expected_grad.select(0, r).contiguous()) <=
+          1e-10);
   }
   // Row 2 is the clamped one: out = x / eps there.
   CHECK(std::abs(out.at({2, 0}) - x.at({2, 0}) / 1e-12) <= 1e-12 * std::abs(out.at({2, 0})));
@@ -62,5 +64,6 @@ TEST_CASE("l2_normalize gives unit rows; float and bf16 forward", "[ops][normali
 TEST_CASE("l2_normalize rejects a bad dimension, naming the op", "[ops][normalize][errors]") {
   auto x = Tensor<float>::zeros({2, 3});
   REQUIRE_THROWS_AS(l2_normalize(x, 2), ShapeError);
-  REQUIRE_THROWS_WITH(l2_normalize(x, -3), Catch::Contains("l2_normalize") && Catch::Contains("-3"));
+  REQUIRE_THROWS_WITH(l2_normalize(x, -3),
+                      Catch::Contains("l2_normalize") && Catch::Contains("-3"));
 }

@@ -74,8 +74,12 @@ TEST_CASE("reductions agree with brute force on every dimension", "[ops][reduce]
     auto mx = max(x, dim, true);
     auto am = argmax(x, dim), an = argmin(x, dim);
     auto tk = topk(x, 3, dim, false);
-    CHECK(mx.values.shape() == (dim == 0 ? Shape{1, 6, 7} : dim == 1 ? Shape{4, 1, 7} : Shape{4, 6, 1}));
-    CHECK(tk.values.shape() == (dim == 0 ? Shape{3, 6, 7} : dim == 1 ? Shape{4, 3, 7} : Shape{4, 6, 3}));
+    CHECK(mx.values.shape() == (dim == 0   ? Shape{1, 6, 7}
+                                : dim == 1 ? Shape{4, 1, 7}
+                                           : Shape{4, 6, 1}));
+    CHECK(tk.values.shape() == (dim == 0   ? Shape{3, 6, 7}
+                                : dim == 1 ? Shape{4, 3, 7}
+                                           : Shape{4, 6, 3}));
     for (int64_t i = 0; i < shape[0]; ++i)
       for (int64_t j = 0; j < shape[1]; ++j)
         for (int64_t k = 0; k < shape[2]; ++k) {
@@ -95,7 +99,8 @@ TEST_CASE("reductions agree with brute force on every dimension", "[ops][reduce]
           CHECK(an.at({a, b}) == lo);
           CHECK(mx.values.at({dim == 0 ? 0 : i, dim == 1 ? 0 : j, dim == 2 ? 0 : k}) == line[hi]);
           for (int64_t r = 0; r < 3; ++r)
-            CHECK(tk.values.at({dim == 0 ? r : i, dim == 1 ? r : j, dim == 2 ? r : k}) == sorted[r]);
+            CHECK(tk.values.at({dim == 0 ? r : i, dim == 1 ? r : j, dim == 2 ? r : k}) ==
+                  sorted[r]);
         }
   }
 }
@@ -143,7 +148,8 @@ TEST_CASE("float and bf16 reductions; long sums accumulate in double", "[ops][re
         std::vector<float>(8, 4096.0f));
 }
 
-TEST_CASE("reductions reject bad dimensions and k, naming the op and shape", "[ops][reduce][errors]") {
+TEST_CASE("reductions reject bad dimensions and k, naming the op and shape",
+          "[ops][reduce][errors]") {
   auto x = Tensor<float>::zeros({2, 3});
   REQUIRE_THROWS_AS(sum(x, 2), ShapeError);
   REQUIRE_THROWS_WITH(sum(x, 2), Catch::Contains("sum") && Catch::Contains("2"));
@@ -152,7 +158,7 @@ TEST_CASE("reductions reject bad dimensions and k, naming the op and shape", "[o
   REQUIRE_THROWS_WITH(argmin(x, 7), Catch::Contains("argmin"));
   REQUIRE_THROWS_AS(topk(x, 4, 1), ShapeError);
   REQUIRE_THROWS_WITH(topk(x, 4, 1), Catch::Contains("topk") && Catch::Contains("k = 4") &&
-                                          Catch::Contains("[2, 3]"));
+                                         Catch::Contains("[2, 3]"));
   REQUIRE_THROWS_WITH(topk(x, -1, 0), Catch::Contains("topk"));
   auto empty = Tensor<float>::zeros({2, 0});
   REQUIRE_THROWS_WITH(max(empty, 1), Catch::Contains("max") && Catch::Contains("[2, 0]"));

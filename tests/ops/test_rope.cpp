@@ -46,17 +46,20 @@ TEST_CASE("apply_rope matches the PyTorch golden", "[ops][rope]") {
   // table's float rounding (~6e-8 relative), not to double rounding.
   for (std::string name : {"rope_2d_zero", "rope_2d_identity"}) {
     Tensor<float> table = golden<double>(name + ".in.freqs_cis").to<float>();
-    check_golden_case(name, [&](const V& x) { return apply_rope(x[0], table); }, {"x"}, 2e-7, 2e-7);
+    check_golden_case(
+        name, [&](const V& x) { return apply_rope(x[0], table); }, {"x"}, 2e-7, 2e-7);
   }
 }
 
 TEST_CASE("apply_rope gradient matches finite differences", "[ops][rope][grad]") {
   Generator gen(41);
   Tensor<float> table = rope_2d_table<CPU>(3, 8, 2, RopePrefix::Identity);  // 11 rows
-  check_gradients([&](const V& x) { return apply_rope(x[0], table); }, {Tensor<double>::randn({2, 11, 3, 8}, gen)});
+  check_gradients([&](const V& x) { return apply_rope(x[0], table); },
+                  {Tensor<double>::randn({2, 11, 3, 8}, gen)});
   // A non-contiguous input in the [B, H, S, Dh] -> [B, S, H, Dh] transposed layout.
-  check_gradients([&](const V& x) { return apply_rope(x[0].transpose(1, 2), table.narrow(0, 6, 5)); },
-                  {Tensor<double>::randn({2, 3, 5, 8}, gen)});
+  check_gradients(
+      [&](const V& x) { return apply_rope(x[0].transpose(1, 2), table.narrow(0, 6, 5)); },
+      {Tensor<double>::randn({2, 3, 5, 8}, gen)});
 }
 
 TEST_CASE("apply_rope on a narrowed table equals the slice of the full application",
@@ -70,7 +73,8 @@ TEST_CASE("apply_rope on a narrowed table equals the slice of the full applicati
   Tensor<float> part = apply_rope(x.narrow(1, 7, 3), table.narrow(0, 7, 3));
   CHECK(mentor::test::max_abs_diff(part, full.narrow(1, 7, 3).contiguous()) == 0.0);
   // Zero-prefix rows zero the condition tokens (upstream LlamaGen).
-  CHECK(mentor::test::max_abs_diff(full.narrow(1, 0, 3).contiguous(), Tensor<float>::zeros({2, 3, 2, 16})) == 0.0);
+  CHECK(mentor::test::max_abs_diff(full.narrow(1, 0, 3).contiguous(),
+                                   Tensor<float>::zeros({2, 3, 2, 16})) == 0.0);
 }
 
 TEST_CASE("apply_rope in float32 and bf16 follows the double result", "[ops][rope][bf16]") {

@@ -223,6 +223,9 @@ TEST_CASE("shape ops reject bad shapes and indices, naming them", "[ops][shape][
   REQUIRE_THROWS_WITH(concat(std::vector{x, Tensor<float>::zeros({6})}, 0),
                       Catch::Contains("concat") && Catch::Contains("[6]"));
   REQUIRE_THROWS_WITH(concat(std::vector<Tensor<float>>{}, 0), Catch::Contains("concat"));
+  REQUIRE_THROWS_WITH(concat(std::vector{Tensor<float>::scalar(1.f)}, 0),
+                      Catch::Contains("concat") && Catch::Contains("0-dimensional"));
+  REQUIRE_THROWS_WITH(split(Tensor<float>::scalar(1.f), {1}, 0), Catch::Contains("split"));
   REQUIRE_THROWS_WITH(concat(std::vector{x, x}, 2), Catch::Contains("concat"));
   REQUIRE_THROWS_WITH(stack(std::vector{x, y}, 0),
                       Catch::Contains("stack") && Catch::Contains("[2, 4]"));

@@ -79,7 +79,8 @@ TEST_CASE("softmax is stable for huge logits and exact for masked entries", "[op
   const float inf = std::numeric_limits<float>::infinity();
   auto x = Tensor<float>::from_vector({1000.f, 1001.f, 999.f, -inf}, {1, 4});
   auto y = softmax(x).to_vector();
-  auto ref = naive_softmax(Tensor<double>::from_vector({0, 1, -1, -INFINITY}, {1, 4}), false).to_vector();
+  auto ref =
+      naive_softmax(Tensor<double>::from_vector({0, 1, -1, -INFINITY}, {1, 4}), false).to_vector();
   for (int i = 0; i < 3; ++i) CHECK(y[i] == Approx(ref[i]).epsilon(1e-6));
   CHECK(y[3] == 0.0f);
   auto ly = log_softmax(x).to_vector();

@@ -72,21 +72,42 @@ TEST_CASE("unary ops match PyTorch goldens", "[ops][unary]") {
   CHECK(rel_error(x.grad(), X::ones({3, 4})) <= 1e-14);
 }
 
-TEST_CASE("unary ops: gradients by finite differences, float and bf16 forward", "[ops][unary][grad]") {
+TEST_CASE("unary ops: gradients by finite differences, float and bf16 forward",
+          "[ops][unary][grad]") {
   Generator gen(11);
   const Shape shape{4, 6};
   auto normal = [&](float std) { return Tensor<double>::randn(shape, gen, 0.f, std); };
   auto positive = [&](float lo, float hi) { return Tensor<double>::rand(shape, gen, lo, hi); };
-  SECTION("exp") { check_op([](const auto& x) { return exp(x); }, normal(1.5f)); }
-  SECTION("log") { check_op([](const auto& x) { return log(x); }, positive(0.2f, 3.f)); }
-  SECTION("sqrt") { check_op([](const auto& x) { return sqrt(x); }, positive(0.2f, 3.f)); }
-  SECTION("rsqrt") { check_op([](const auto& x) { return rsqrt(x); }, positive(0.2f, 3.f)); }
-  SECTION("tanh") { check_op([](const auto& x) { return tanh(x); }, normal(1.5f)); }
-  SECTION("sigmoid") { check_op([](const auto& x) { return sigmoid(x); }, normal(3.f)); }
-  SECTION("silu") { check_op([](const auto& x) { return silu(x); }, normal(3.f)); }
-  SECTION("relu") { check_op([](const auto& x) { return relu(x); }, away_from_zero(shape, gen, 1, 0.05)); }
-  SECTION("abs") { check_op([](const auto& x) { return abs(x); }, away_from_zero(shape, gen, 1, 0.05)); }
-  SECTION("square") { check_op([](const auto& x) { return square(x); }, normal(1.f)); }
+  SECTION("exp") {
+    check_op([](const auto& x) { return exp(x); }, normal(1.5f));
+  }
+  SECTION("log") {
+    check_op([](const auto& x) { return log(x); }, positive(0.2f, 3.f));
+  }
+  SECTION("sqrt") {
+    check_op([](const auto& x) { return sqrt(x); }, positive(0.2f, 3.f));
+  }
+  SECTION("rsqrt") {
+    check_op([](const auto& x) { return rsqrt(x); }, positive(0.2f, 3.f));
+  }
+  SECTION("tanh") {
+    check_op([](const auto& x) { return tanh(x); }, normal(1.5f));
+  }
+  SECTION("sigmoid") {
+    check_op([](const auto& x) { return sigmoid(x); }, normal(3.f));
+  }
+  SECTION("silu") {
+    check_op([](const auto& x) { return silu(x); }, normal(3.f));
+  }
+  SECTION("relu") {
+    check_op([](const auto& x) { return relu(x); }, away_from_zero(shape, gen, 1, 0.05));
+  }
+  SECTION("abs") {
+    check_op([](const auto& x) { return abs(x); }, away_from_zero(shape, gen, 1, 0.05));
+  }
+  SECTION("square") {
+    check_op([](const auto& x) { return square(x); }, normal(1.f));
+  }
   SECTION("pow") {
     check_op([](const auto& x) { return pow(x, 2.5); }, positive(0.2f, 2.f));
     check_op([](const auto& x) { return pow(x, -1.5); }, positive(0.2f, 2.f));
@@ -96,7 +117,9 @@ TEST_CASE("unary ops: gradients by finite differences, float and bf16 forward", 
     check_op([](const auto& x) { return gelu(x); }, normal(2.f));
     check_op([](const auto& x) { return gelu(x, GeluApprox::Tanh); }, normal(2.f));
   }
-  SECTION("quick_gelu") { check_op([](const auto& x) { return quick_gelu(x); }, normal(2.f)); }
+  SECTION("quick_gelu") {
+    check_op([](const auto& x) { return quick_gelu(x); }, normal(2.f));
+  }
 }
 
 TEST_CASE("abs, square, relu and pow against libm", "[ops][unary]") {

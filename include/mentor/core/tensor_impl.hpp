@@ -178,7 +178,7 @@ Tensor<T, D> Tensor<T, D>::expand(const Shape& requested) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::unsqueeze(int64_t d) const {
-  int axis = wrap_dim(d < 0 ? d + 1 : d, dim() + 1, "unsqueeze");
+  int axis = wrap_dim(d, dim() + 1, "unsqueeze");
   Shape shape = shape_;
   Strides strides = strides_;
   int64_t stride = axis < dim() ? shape_[axis] * strides_[axis] : 1;

@@ -37,10 +37,12 @@ Tensor<float, D> guided_logits(const Tensor<float, D>& logits, int64_t batch, bo
 // features [B, cls_token_num, caption_dim] (t2i) with emb_mask [B, cls_token_num] (true = real
 // token; undefined = all real). The model's KV cache is set up here and released at the end.
 template <FloatingElement T, class D, class Cond>
-  requires(std::is_same_v<Cond, Tensor<int64_t, D>> || std::is_same_v<Cond, Tensor<T, D>>)
 Tensor<int64_t, D> generate_greedy(models::GPT<T, D>& model, const Cond& cond,
                                    const Tensor<bool, D>& emb_mask, int64_t num_tokens,
                                    double cfg_scale = 1.0, int64_t cfg_interval = -1) {
+  static_assert(models::GPT<T, D>::template is_condition_v<Cond>,
+                "generate_greedy: the condition is class labels Tensor<int64_t, D> (c2i) or "
+                "caption features Tensor<T, D> (t2i)");
   NoGradGuard no_grad;
   const models::GPTConfig& config = model.config();
   MENTOR_CHECK(num_tokens >= 1 && num_tokens <= config.block_size, "generate_greedy: num_tokens ",
@@ -71,12 +73,13 @@ Tensor<int64_t, D> generate_greedy(models::GPT<T, D>& model, const Cond& cond,
 
   model.setup_cache(doubled ? 2 * batch : batch, prefix + num_tokens);
   Tensor<int64_t, D> tokens = Tensor<int64_t, D>::empty({batch, num_tokens});
-  Tensor<int64_t, D> next =
-      argmax(detail::guided_logits(model.prefill(combined, mask), batch, doubled, true, cfg_scale), -1);
+  Tensor<int64_t, D> next = argmax(
+      detail::guided_logits(model.prefill(combined, mask), batch, doubled, true, cfg_scale), -1);
   tokens.narrow(1, 0, 1).copy_(next.view({batch, 1}));
   for (int64_t i = 0; i + 1 < num_tokens; ++i) {
     const bool use_guidance = !(cfg_interval > -1 && i > cfg_interval);
-    Tensor<int64_t, D> fed = doubled ? concat(std::vector<Tensor<int64_t, D>>{next, next}, 0) : next;
+    Tensor<int64_t, D> fed =
+        doubled ? concat(std::vector<Tensor<int64_t, D>>{next, next}, 0) : next;
     Tensor<float, D> logits = model.step(fed, prefix + i);
     next = argmax(detail::guided_logits(logits, batch, doubled, use_guidance, cfg_scale), -1);
     tokens.narrow(1, i + 1, 1).copy_(next.view({batch, 1}));

@@ -78,7 +78,9 @@ struct GPTConfig {
 
   int64_t kv_heads() const { return n_kv_head == 0 ? n_head : n_kv_head; }
   int64_t head_dim() const { return dim / n_head; }
-  int64_t ffn_hidden_dim() const { return nn::swiglu_hidden_dim(dim, multiple_of, ffn_dim_multiplier); }
+  int64_t ffn_hidden_dim() const {
+    return nn::swiglu_hidden_dim(dim, multiple_of, ffn_dim_multiplier);
+  }
   int64_t grid_size() const {
     auto grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(block_size))));
     return grid;
@@ -90,14 +92,15 @@ struct GPTConfig {
   void validate() const {
     MENTOR_CHECK(dim > 0 && n_layer > 0 && n_head > 0, "GPTConfig: dim ", dim, ", n_layer ",
                  n_layer, " and n_head ", n_head, " must be positive");
-    MENTOR_CHECK(dim % n_head == 0, "GPTConfig: dim ", dim, " is not a multiple of n_head ", n_head);
+    MENTOR_CHECK(dim % n_head == 0, "GPTConfig: dim ", dim, " is not a multiple of n_head ",
+                 n_head);
     MENTOR_CHECK(n_kv_head >= 0 && n_head % kv_heads() == 0, "GPTConfig: n_kv_head ", n_kv_head,
                  " does not divide n_head ", n_head);
     MENTOR_CHECK(head_dim() % 4 == 0, "GPTConfig: head_dim ", head_dim(),
                  " must be a multiple of 4 for the 2D rotary embedding");
     MENTOR_CHECK(multiple_of > 0, "GPTConfig: multiple_of ", multiple_of, " must be positive");
-    MENTOR_CHECK(block_size > 0 && grid_size() * grid_size() == block_size, "GPTConfig: block_size ",
-                 block_size, " is not a square number of image tokens");
+    MENTOR_CHECK(block_size > 0 && grid_size() * grid_size() == block_size,
+                 "GPTConfig: block_size ", block_size, " is not a square number of image tokens");
     MENTOR_CHECK(vocab_size > 0 && cls_token_num > 0, "GPTConfig: vocab_size ", vocab_size,
                  " and cls_token_num ", cls_token_num, " must be positive");
     MENTOR_CHECK(!is_c2i() || (num_classes > 0 && cls_token_num == 1), "GPTConfig: c2i needs ",
@@ -119,9 +122,9 @@ struct GPTConfig {
   // Upstream's named sizes (GPT_models): only n_layer, n_head and dim differ.
   static const std::vector<std::pair<std::string, std::array<int64_t, 3>>>& presets() {
     static const std::vector<std::pair<std::string, std::array<int64_t, 3>>> table = {
-        {"GPT-B", {12, 12, 768}},     {"GPT-L", {24, 16, 1024}},   {"GPT-XL", {36, 20, 1280}},
-        {"GPT-XXL", {48, 24, 1536}},  {"GPT-XXXL", {48, 40, 2560}}, {"GPT-1B", {22, 32, 2048}},
-        {"GPT-3B", {24, 32, 3200}},   {"GPT-7B", {32, 32, 4096}}};
+        {"GPT-B", {12, 12, 768}},    {"GPT-L", {24, 16, 1024}},    {"GPT-XL", {36, 20, 1280}},
+        {"GPT-XXL", {48, 24, 1536}}, {"GPT-XXXL", {48, 40, 2560}}, {"GPT-1B", {22, 32, 2048}},
+        {"GPT-3B", {24, 32, 3200}},  {"GPT-7B", {32, 32, 4096}}};
     return table;
   }
   // A named size with upstream's defaults for everything else (c2i, 256 tokens); adjust the rest.
@@ -135,8 +138,10 @@ struct GPTConfig {
       return config;
     }
     std::string known;
-    for (const auto& [preset_name, sizes] : presets()) known += (known.empty() ? "" : ", ") + preset_name;
-    throw Error(detail::concat("GPTConfig::preset: unknown model '", name, "' (known: ", known, ")"));
+    for (const auto& [preset_name, sizes] : presets())
+      known += (known.empty() ? "" : ", ") + preset_name;
+    throw Error(
+        detail::concat("GPTConfig::preset: unknown model '", name, "' (known: ", known, ")"));
   }
 
   // Reads upstream ModelArgs keys (fixture configs.json entries); keys not given keep their
@@ -144,10 +149,12 @@ struct GPTConfig {
   // "model_type" is "c2i" or "t2i"; "rope_prefix" is "zero" or "identity".
   static GPTConfig from_json(const nlohmann::json& j) {
     MENTOR_CHECK(j.is_object(), "GPTConfig::from_json: expected an object, got ", j.dump());
-    GPTConfig c = j.contains("gpt_model") ? preset(j.at("gpt_model").get<std::string>()) : GPTConfig{};
+    GPTConfig c =
+        j.contains("gpt_model") ? preset(j.at("gpt_model").get<std::string>()) : GPTConfig{};
     try {
       auto get = [&](const char* key, auto& field) {
-        if (j.contains(key) && !j.at(key).is_null()) field = j.at(key).get<std::decay_t<decltype(field)>>();
+        if (j.contains(key) && !j.at(key).is_null())
+          field = j.at(key).get<std::decay_t<decltype(field)>>();
       };
       get("dim", c.dim);
       get("n_layer", c.n_layer);
@@ -175,14 +182,20 @@ struct GPTConfig {
     }
     if (j.contains("model_type")) {
       std::string type = j.at("model_type").get<std::string>();
-      if (type == "c2i") c.model_type = GPTModelType::ClassToImage;
-      else if (type == "t2i") c.model_type = GPTModelType::TextToImage;
-      else throw Error(detail::concat("GPTConfig::from_json: model_type '", type, "' is not c2i or t2i"));
+      if (type == "c2i")
+        c.model_type = GPTModelType::ClassToImage;
+      else if (type == "t2i")
+        c.model_type = GPTModelType::TextToImage;
+      else
+        throw Error(
+            detail::concat("GPTConfig::from_json: model_type '", type, "' is not c2i or t2i"));
     }
     if (j.contains("rope_prefix")) {
       std::string prefix = j.at("rope_prefix").get<std::string>();
-      if (prefix == "zero") c.rope_prefix = RopePrefix::Zero;
-      else if (prefix == "identity") c.rope_prefix = RopePrefix::Identity;
+      if (prefix == "zero")
+        c.rope_prefix = RopePrefix::Zero;
+      else if (prefix == "identity")
+        c.rope_prefix = RopePrefix::Identity;
       else
         throw Error(detail::concat("GPTConfig::from_json: rope_prefix '", prefix,
                                    "' is not zero or identity"));
@@ -192,29 +205,30 @@ struct GPTConfig {
   }
 
   nlohmann::json to_json() const {
-    nlohmann::json j = {{"dim", dim},
-                        {"n_layer", n_layer},
-                        {"n_head", n_head},
-                        {"n_kv_head", n_kv_head == 0 ? nlohmann::json() : nlohmann::json(n_kv_head)},
-                        {"multiple_of", multiple_of},
-                        {"ffn_dim_multiplier",
-                         ffn_dim_multiplier ? nlohmann::json(*ffn_dim_multiplier) : nlohmann::json()},
-                        {"rope_base", rope_base},
-                        {"norm_eps", norm_eps},
-                        {"initializer_range", initializer_range},
-                        {"token_dropout_p", token_dropout_p},
-                        {"attn_dropout_p", attn_dropout_p},
-                        {"resid_dropout_p", resid_dropout_p},
-                        {"ffn_dropout_p", ffn_dropout_p},
-                        {"drop_path_rate", drop_path_rate},
-                        {"num_classes", num_classes},
-                        {"caption_dim", caption_dim},
-                        {"class_dropout_prob", class_dropout_prob},
-                        {"model_type", std::string(to_string(model_type))},
-                        {"vocab_size", vocab_size},
-                        {"cls_token_num", cls_token_num},
-                        {"block_size", block_size},
-                        {"rope_prefix", rope_prefix == RopePrefix::Zero ? "zero" : "identity"}};
+    nlohmann::json j = {
+        {"dim", dim},
+        {"n_layer", n_layer},
+        {"n_head", n_head},
+        {"n_kv_head", n_kv_head == 0 ? nlohmann::json() : nlohmann::json(n_kv_head)},
+        {"multiple_of", multiple_of},
+        {"ffn_dim_multiplier",
+         ffn_dim_multiplier ? nlohmann::json(*ffn_dim_multiplier) : nlohmann::json()},
+        {"rope_base", rope_base},
+        {"norm_eps", norm_eps},
+        {"initializer_range", initializer_range},
+        {"token_dropout_p", token_dropout_p},
+        {"attn_dropout_p", attn_dropout_p},
+        {"resid_dropout_p", resid_dropout_p},
+        {"ffn_dropout_p", ffn_dropout_p},
+        {"drop_path_rate", drop_path_rate},
+        {"num_classes", num_classes},
+        {"caption_dim", caption_dim},
+        {"class_dropout_prob", class_dropout_prob},
+        {"model_type", std::string(to_string(model_type))},
+        {"vocab_size", vocab_size},
+        {"cls_token_num", cls_token_num},
+        {"block_size", block_size},
+        {"rope_prefix", rope_prefix == RopePrefix::Zero ? "zero" : "identity"}};
     return j;
   }
 };
@@ -292,7 +306,8 @@ class CaptionMLP : public nn::Module<T, D> {
   CaptionMLP() = default;
   CaptionMLP(int64_t in_features, int64_t hidden, int64_t out_features, Generator& gen,
              double init_std)
-      : fc1(in_features, hidden, false, gen, init_std), fc2(hidden, out_features, false, gen, init_std) {}
+      : fc1(in_features, hidden, false, gen, init_std),
+        fc2(hidden, out_features, false, gen, init_std) {}
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     return fc2(gelu(fc1(x), GeluApprox::Tanh));
   }
@@ -308,7 +323,8 @@ template <FloatingElement T, class D = CPU>
 class CaptionEmbedder : public nn::Module<T, D> {
  public:
   CaptionEmbedder() = default;
-  CaptionEmbedder(int64_t caption_dim, int64_t dim, int64_t token_num, Generator& gen, double init_std)
+  CaptionEmbedder(int64_t caption_dim, int64_t dim, int64_t token_num, Generator& gen,
+                  double init_std)
       : cap_proj(caption_dim, dim, dim, gen, init_std),
         uncond_embedding(Tensor<float, D>::randn({token_num, caption_dim}, gen, 0.f,
                                                  static_cast<float>(1.0 / std::sqrt(caption_dim)))
@@ -316,8 +332,8 @@ class CaptionEmbedder : public nn::Module<T, D> {
 
   Tensor<T, D> operator()(const Tensor<T, D>& caption) const {
     MENTOR_CHECK_SHAPE(caption.dim() == 3 && caption.size(2) == uncond_embedding.size(1),
-                       "CaptionEmbedder: caption ", caption.shape().str(), " is not [batch, tokens, ",
-                       uncond_embedding.size(1), "]");
+                       "CaptionEmbedder: caption ", caption.shape().str(),
+                       " is not [batch, tokens, ", uncond_embedding.size(1), "]");
     return cap_proj(caption);
   }
   // Captions with the dropped samples replaced by uncond_embedding (before cap_proj).
@@ -352,20 +368,29 @@ class GPT : public nn::Module<T, D> {
  public:
   using Labels = Tensor<int64_t, D>;
   using Caption = Tensor<T, D>;
+  template <class Cond>
+  static constexpr bool is_condition_v =
+      std::is_same_v<Cond, Labels> || std::is_same_v<Cond, Caption>;
 
-  GPT(const GPTConfig& config, Generator& gen)
-      : config_((config.validate(), config)) {
+  GPT(const GPTConfig& config, Generator& gen) : config_((config.validate(), config)) {
     // Its own stream, so that dropout draws do not shift the initialisation stream of `gen`.
     dropout_generator = Generator(gen.seed ^ 0x9E3779B97F4A7C15ull);
-    const double std = config.initializer_range;
+    const double init_std = config.initializer_range;
     if (config.is_c2i())
-      label_embedder_ = LabelEmbedder<T, D>(config.num_classes, config.label_rows(), config.dim, gen, std);
+      label_embedder_ =
+          LabelEmbedder<T, D>(config.num_classes, config.label_rows(), config.dim, gen, init_std);
     else
-      caption_embedder_ = CaptionEmbedder<T, D>(config.caption_dim, config.dim, config.cls_token_num, gen, std);
-    tok_embeddings = nn::Embedding<T, D>(config.vocab_size, config.dim, gen, std);
-    nn::TransformerBlockConfig block{config.dim,           config.n_head,          config.kv_heads(),
-                                     config.ffn_hidden_dim(), config.norm_eps,     config.resid_dropout_p,
-                                     config.ffn_dropout_p,  std};
+      caption_embedder_ = CaptionEmbedder<T, D>(config.caption_dim, config.dim,
+                                                config.cls_token_num, gen, init_std);
+    tok_embeddings = nn::Embedding<T, D>(config.vocab_size, config.dim, gen, init_std);
+    const nn::TransformerBlockConfig block{.dim = config.dim,
+                                           .n_head = config.n_head,
+                                           .n_kv_head = config.kv_heads(),
+                                           .ffn_hidden_dim = config.ffn_hidden_dim(),
+                                           .norm_eps = config.norm_eps,
+                                           .resid_dropout_p = config.resid_dropout_p,
+                                           .ffn_dropout_p = config.ffn_dropout_p,
+                                           .init_std = init_std};
     layers.reserve(static_cast<size_t>(config.n_layer));
     for (int64_t i = 0; i < config.n_layer; ++i) layers.emplace_back(block, gen);
     norm = nn::RMSNorm<T, D>(config.dim, config.norm_eps);
@@ -376,8 +401,10 @@ class GPT : public nn::Module<T, D> {
   }
 
   void visit(nn::Visitor<T, D>& v) override {
-    if (config_.is_c2i()) v.child("cls_embedding", label_embedder_);
-    else v.child("cls_embedding", caption_embedder_);
+    if (config_.is_c2i())
+      v.child("cls_embedding", label_embedder_);
+    else
+      v.child("cls_embedding", caption_embedder_);
     v.child("tok_embeddings", tok_embeddings);
     v.children("layers", layers);
     v.child("norm", norm);
@@ -388,21 +415,26 @@ class GPT : public nn::Module<T, D> {
 
   // ---- condition embeddings [B, cls_token_num, dim] ---------------------------------------------
   // `force_drop` [B] (upstream force_drop_ids): when given, exactly these samples are replaced by
-  // the null condition; otherwise, in training mode, each sample is with class_dropout_prob.
+  // the null condition; otherwise, with training_dropout, each sample is dropped with probability
+  // class_dropout_prob (upstream's guidance dropout in training mode).
   Tensor<T, D> embed_condition(const Labels& labels, const Tensor<bool, D>& force_drop = {},
                                bool training_dropout = false) {
     MENTOR_CHECK(config_.is_c2i(), "GPT: class labels given to a ", to_string(config_.model_type),
                  " model (it expects caption features [B, T, ", config_.caption_dim, "])");
-    Tensor<bool, D> dropped = drop_mask(labels.dim() == 1 ? labels.size(0) : 0, force_drop, training_dropout);
+    Tensor<bool, D> dropped =
+        drop_mask(labels.dim() == 1 ? labels.size(0) : 0, force_drop, training_dropout);
     return label_embedder_(dropped.defined() ? label_embedder_.drop(labels, dropped) : labels);
   }
   Tensor<T, D> embed_condition(const Caption& caption, const Tensor<bool, D>& force_drop = {},
                                bool training_dropout = false) {
     MENTOR_CHECK(!config_.is_c2i(), "GPT: caption features ", caption.shape().str(),
                  " given to a c2i model (it expects class labels [B])");
-    Tensor<bool, D> dropped = drop_mask(caption.dim() == 3 ? caption.size(0) : 0, force_drop, training_dropout);
-    Tensor<T, D> embedded = caption_embedder_(dropped.defined() ? caption_embedder_.drop(caption, dropped) : caption);
-    if (embedded.size(1) != config_.cls_token_num) embedded = embedded.narrow(1, 0, config_.cls_token_num);
+    Tensor<bool, D> dropped =
+        drop_mask(caption.dim() == 3 ? caption.size(0) : 0, force_drop, training_dropout);
+    Tensor<T, D> embedded =
+        caption_embedder_(dropped.defined() ? caption_embedder_.drop(caption, dropped) : caption);
+    if (embedded.size(1) != config_.cls_token_num)
+      embedded = embedded.narrow(1, 0, config_.cls_token_num);
     return embedded;
   }
 
@@ -410,12 +442,16 @@ class GPT : public nn::Module<T, D> {
   // idx [B, S_img] image tokens fed (upstream passes tokens[:, :-1]); cond: labels [B] (c2i) or
   // caption features [B, cls_token_num, caption_dim] (t2i); mask: undefined (causal) or bool
   // [B, S, S] / [B, 1, S, S] with S = cls_token_num + S_img (true = attend; the t2i data pipeline's
-  // left-padding mask). Returns logits [B, S_img + 1, vocab] for positions cls_token_num - 1 .. S-1.
-  // Token / residual / FFN dropout and guidance dropout apply in training mode (dropout_generator).
+  // left-padding mask). Returns logits [B, S_img + 1, vocab] for positions cls_token_num - 1 ..
+  // S-1. Token / residual / FFN dropout and guidance dropout apply in training mode
+  // (dropout_generator).
   template <class Cond>
-    requires(std::is_same_v<Cond, Labels> || std::is_same_v<Cond, Caption>)
   Tensor<T, D> forward_train(const Tensor<int64_t, D>& idx, const Cond& cond,
-                             const Tensor<bool, D>& mask = {}, const Tensor<bool, D>& force_drop = {}) {
+                             const Tensor<bool, D>& mask = {},
+                             const Tensor<bool, D>& force_drop = {}) {
+    static_assert(is_condition_v<Cond>,
+                  "GPT: the condition is class labels Tensor<int64_t, D> (c2i) or caption "
+                  "features Tensor<T, D> (t2i)");
     MENTOR_CHECK_SHAPE(idx.dim() == 2, "GPT::forward_train: idx ", idx.shape().str(),
                        " is not [batch, tokens]");
     const int64_t batch = idx.size(0), cls = config_.cls_token_num;
@@ -447,8 +483,8 @@ class GPT : public nn::Module<T, D> {
   // upstream's per-sample weighting sum(CE * valid) / max(sum(valid) * L, 1).
   Tensor<T, D> loss(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
                     const Tensor<T, D>& valid = {}) const {
-    MENTOR_CHECK_SHAPE(logits.dim() == 3 && targets.dim() == 2 && logits.size(0) == targets.size(0) &&
-                           logits.size(1) == targets.size(1),
+    MENTOR_CHECK_SHAPE(logits.dim() == 3 && targets.dim() == 2 &&
+                           logits.size(0) == targets.size(0) && logits.size(1) == targets.size(1),
                        "GPT::loss: logits ", logits.shape().str(), " and targets ",
                        targets.shape().str(), " are not [B, L, V] and [B, L]");
     if (valid.defined()) return cross_entropy_weighted(logits, targets, valid);
@@ -485,8 +521,10 @@ class GPT : public nn::Module<T, D> {
   // tokens; padded prefix slots are hidden from every query but attend to themselves, as upstream's
   // causal_mask with the emb_mask columns zeroed and the diagonal forced on. No dropout.
   template <class Cond>
-    requires(std::is_same_v<Cond, Labels> || std::is_same_v<Cond, Caption>)
   Tensor<float, D> prefill(const Cond& cond, const Tensor<bool, D>& emb_mask = {}) {
+    static_assert(is_condition_v<Cond>,
+                  "GPT: the condition is class labels Tensor<int64_t, D> (c2i) or caption "
+                  "features Tensor<T, D> (t2i)");
     NoGradGuard no_grad;
     Tensor<T, D> h = embed_condition(cond, {}, false);
     const int64_t batch = h.size(0), cls = config_.cls_token_num;
@@ -494,9 +532,9 @@ class GPT : public nn::Module<T, D> {
     AttnMask<D> mask = AttnMask<D>::causal();
     prefix_mask_ = {};
     if (emb_mask.defined()) {
-      MENTOR_CHECK_SHAPE(emb_mask.dim() == 2 && emb_mask.size(0) == batch && emb_mask.size(1) == cls,
-                         "GPT::prefill: emb_mask ", emb_mask.shape().str(), " is not [", batch,
-                         ", ", cls, "]");
+      MENTOR_CHECK_SHAPE(
+          emb_mask.dim() == 2 && emb_mask.size(0) == batch && emb_mask.size(1) == cls,
+          "GPT::prefill: emb_mask ", emb_mask.shape().str(), " is not [", batch, ", ", cls, "]");
       prefix_mask_ = emb_mask.template to<CPU>().contiguous();
       mask = AttnMask<D>::from(prefix_attention_mask());
     }
@@ -529,8 +567,8 @@ class GPT : public nn::Module<T, D> {
   std::vector<nn::TransformerBlock<T, D>> layers;
   nn::RMSNorm<T, D> norm;
   nn::Linear<T, D> output;
-  Tensor<float, D> freqs_cis;    // [cls_token_num + block_size, head_dim/2, 2]; not in the state
-  Generator dropout_generator;   // token, residual, FFN and guidance dropout in training mode
+  Tensor<float, D> freqs_cis;   // [cls_token_num + block_size, head_dim/2, 2]; not in the state
+  Generator dropout_generator;  // token, residual, FFN and guidance dropout in training mode
 
   LabelEmbedder<T, D>& label_embedder() {
     MENTOR_CHECK(config_.is_c2i(), "GPT: a t2i model has no label embedder");
@@ -542,7 +580,8 @@ class GPT : public nn::Module<T, D> {
   }
 
  private:
-  Tensor<bool, D> drop_mask(int64_t batch, const Tensor<bool, D>& force_drop, bool training_dropout) {
+  Tensor<bool, D> drop_mask(int64_t batch, const Tensor<bool, D>& force_drop,
+                            bool training_dropout) {
     if (force_drop.defined()) {
       MENTOR_CHECK_SHAPE(force_drop.dim() == 1 && force_drop.size(0) == batch, "GPT: force_drop ",
                          force_drop.shape().str(), " is not [", batch, "]");
@@ -572,7 +611,8 @@ class GPT : public nn::Module<T, D> {
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t i = 0; i < cls; ++i)
         for (int64_t j = 0; j < cls; ++j)
-          m[static_cast<size_t>((b * cls + i) * cls + j)] = (j <= i && valid[b * cls + j]) || i == j;
+          m[static_cast<size_t>((b * cls + i) * cls + j)] =
+              (j <= i && valid[b * cls + j]) || i == j;
     return Tensor<bool, CPU>::from_vector(m, Shape{batch, 1, cls, cls}).template to<D>();
   }
   // [B, 1, 1, pos + 1]: the prefix columns of the valid condition tokens and every image position
@@ -584,7 +624,8 @@ class GPT : public nn::Module<T, D> {
     const bool* valid = prefix_mask_.data();
     std::vector<bool> m(static_cast<size_t>(batch * (pos + 1)), true);
     for (int64_t b = 0; b < batch; ++b)
-      for (int64_t j = 0; j < cls; ++j) m[static_cast<size_t>(b * (pos + 1) + j)] = valid[b * cls + j];
+      for (int64_t j = 0; j < cls; ++j)
+        m[static_cast<size_t>(b * (pos + 1) + j)] = valid[b * cls + j];
     return Tensor<bool, CPU>::from_vector(m, Shape{batch, 1, 1, pos + 1}).template to<D>();
   }
 

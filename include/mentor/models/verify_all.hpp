@@ -29,7 +29,7 @@ inline nlohmann::json load_fixture_configs(const std::filesystem::path& dir) {
   try {
     return nlohmann::json::parse(in);
   } catch (const std::exception& e) {
-    throw Error(detail::concat("verify: ", path.string(), " is not valid JSON: ", e.what()));
+    throw Error(::mentor::detail::concat("verify: ", path.string(), " is not valid JSON: ", e.what()));
   }
 }
 
@@ -45,7 +45,7 @@ VerifyReport verify_fixture(const std::filesystem::path& file, const nlohmann::j
   else if (key.rfind("llamagen_vq", 0) == 0) report = verify_vq<T, D>(st, config);
   else if (key.rfind("hf_t5enc", 0) == 0) report = verify_t5<T, D>(st, config);
   else if (key.rfind("hf_clipvis", 0) == 0) report = verify_clip<T, D>(st, config);
-  else throw Error(detail::concat("verify: ", file.string(), ": no verifier for config '", key, "'"));
+  else throw Error(::mentor::detail::concat("verify: ", file.string(), ": no verifier for config '", key, "'"));
   report.file = file.string();
   return report;
 }

@@ -7,8 +7,11 @@
 //     dropped here) or in.cond with the explicit mask in.attn_mask (t2i); out.logits [B, L, V] and
 //     out.loss (mean cross-entropy against in.idx), and grad.* of that loss;
 //   - greedy generation of L tokens from in.cond (and in.emb_mask for t2i) with guidance scale 1
-//     and 3: out.greedy_tokens_cfg1 / _cfg3 must be identical.
+//     and 3: out.greedy_tokens_cfg1 / _cfg3 must be identical. Only in float32 and float64: in
+//     bf16 one rounded argmax flip changes every later token, so the tokens are not compared
+//     there (the logits and gradients are, with the bf16 tolerances).
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -59,6 +62,7 @@ VerifyReport verify_gpt(const io::SafeTensorsFile& file, const nlohmann::json& c
   compare_output(report, file, "out.loss", loss.reshape({1}), tol.output);
   compare_gradients(report, file, model, tol.gradient);
 
+  if constexpr (std::is_same_v<T, bf16>) return report;
   // Greedy generation with and without guidance.
   model.eval();
   Tensor<bool, D> emb_mask;

@@ -3,7 +3,10 @@
 // LlamaGen's own VQModel): outputs of one training-mode forward, the gradients of
 // loss = MSE(dec, image) + vq_loss + commit_loss, the recent-codes buffer that forward leaves
 // behind, and decode_code of the fixture's indices in eval mode.
+#include <cmath>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 

@@ -46,8 +46,7 @@
 
 namespace mentor::models {
 
-// ---- configuration
-// -------------------------------------------------------------------------------
+// ---- configuration ------------------------------------------------------------------------------
 
 // Upstream's ModelArgs plus the Encoder/Decoder constructor defaults (ch 128, 2 residual blocks,
 // GroupNorm 32), which upstream's VQModel does not expose but the fixtures vary.
@@ -207,8 +206,7 @@ inline std::vector<VQLevelPlan> vq_decoder_plan(const VQConfig& c) {
   return plan;
 }
 
-// ---- parameter shapes without building the model
-// --------------------------------------------------
+// ---- parameter shapes without building the model ------------------------------------------------
 
 using VQShapeList = std::vector<std::pair<std::string, Shape>>;
 
@@ -289,8 +287,7 @@ inline int64_t vq_parameter_count(const VQConfig& c) {
   return n;
 }
 
-// ---- building blocks
-// -----------------------------------------------------------------------------
+// ---- building blocks ----------------------------------------------------------------------------
 
 // x * sigmoid(x): upstream's `nonlinearity`.
 template <FloatingElement T, class D>
@@ -541,8 +538,7 @@ class VQDecoder : public nn::Module<T, D> {
   nn::Conv2d<T, D> conv_out;
 };
 
-// ---- vector quantizer
-// ----------------------------------------------------------------------------
+// ---- vector quantizer ---------------------------------------------------------------------------
 
 // Codebook usage over the recent-codes window (the `codebook_used` buffer).
 struct CodebookUsage {
@@ -618,7 +614,7 @@ class VQVectorQuantizer : public nn::Module<T, D> {
     r.height = h, r.width = w;
     const bool with_entropy = entropy_loss_ratio > 0;
     {
-      // d[i, n] = |z_i|^2 + |e_n|^2 - 2 z_i . e_n, the formula (and float rounding) upstream uses;
+      // d[i, n] = |z_i|^2 + |e_n|^2 - 2 z_i . e_n, the formula upstream uses (ties resolve alike);
       // only the entropy loss differentiates through it.
       std::optional<NoGradGuard> no_grad;
       if (!with_entropy) no_grad.emplace();
@@ -760,8 +756,7 @@ class VQVectorQuantizer : public nn::Module<T, D> {
   const void* synced_storage_ = nullptr;
 };
 
-// ---- the tokenizer
-// -------------------------------------------------------------------------------
+// ---- the tokenizer ------------------------------------------------------------------------------
 
 template <class T, class D>
 struct VQForwardResult {

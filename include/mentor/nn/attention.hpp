@@ -127,10 +127,10 @@ class Attention : public Module<T, D> {
                                                                const Tensor<float, D>& rope) const {
     check_input(x);
     const int64_t batch = x.size(0), seq = x.size(1);
-    MENTOR_CHECK_SHAPE(rope.dim() == 3 && rope.size(0) == seq && rope.size(1) == head_dim / 2 &&
-                           rope.size(2) == 2,
-                       "Attention: rotary table ", rope.shape().str(), " is not [", seq, ", ",
-                       head_dim / 2, ", 2] for input ", x.shape().str());
+    MENTOR_CHECK_SHAPE(
+        rope.dim() == 3 && rope.size(0) == seq && rope.size(1) == head_dim / 2 && rope.size(2) == 2,
+        "Attention: rotary table ", rope.shape().str(), " is not [", seq, ", ", head_dim / 2,
+        ", 2] for input ", x.shape().str());
     // [B, S, H + 2 Hk, Dh]: heads of q, then of k, then of v (upstream's split of wqkv's output).
     Tensor<T, D> qkv = wqkv(x).view({batch, seq, n_head + 2 * n_kv_head, head_dim});
     Tensor<T, D> q = apply_rope(qkv.narrow(2, 0, n_head), rope);

@@ -19,7 +19,8 @@ inline int64_t swiglu_hidden_dim(int64_t dim, int64_t multiple_of,
   MENTOR_CHECK(dim > 0 && multiple_of > 0, "swiglu_hidden_dim: dim ", dim, " and multiple_of ",
                multiple_of, " must be positive");
   int64_t hidden = 2 * (4 * dim) / 3;  // == int(2 * hidden / 3) in Python for positive sizes
-  if (ffn_dim_multiplier) hidden = static_cast<int64_t>(*ffn_dim_multiplier * static_cast<double>(hidden));
+  if (ffn_dim_multiplier)
+    hidden = static_cast<int64_t>(*ffn_dim_multiplier * static_cast<double>(hidden));
   if (hidden % multiple_of != 0) hidden += multiple_of - hidden % multiple_of;
   return hidden;
 }

@@ -46,6 +46,12 @@ class Visitor {
     module.visit(*this);
     prefix_ = saved;
   }
+  // A child whose tensors sit at this level, without a name of its own (e.g. MENTOR keeps the GPT's
+  // keys at the top of its checkpoint); it still receives mode changes.
+  void inline_child(Module<T, D>& module) {
+    if (on_module_) on_module_(prefix_, module);
+    module.visit(*this);
+  }
   template <class M>
   void children(const std::string& name, std::vector<M>& modules) {
     for (size_t i = 0; i < modules.size(); ++i) child(name + "." + std::to_string(i), modules[i]);

@@ -59,7 +59,7 @@ void add_state_dict(Module<T, D>& module, io::SafeTensorsWriter& writer, const s
   for (auto& [name, t] : module.state()) {
     Tensor<T, CPU> host = t->detach().template to<CPU>().contiguous();
     std::vector<T> values = host.to_vector();
-    writer.template add<T>(prefix + name, host.shape().vec(), std::span<const T>(values));
+    writer.add(prefix + name, host.shape().vec(), values);
   }
 }
 

@@ -4,12 +4,12 @@
 //
 // CPU algorithm (FlashAttention-like in its memory use, GEMM-based for speed): the work is cut into
 // blocks of kQueryBlock query rows of one (batch, head). A block's scores are one GEMM
-// [rows, Dh] x [Dh, keys], its softmax runs row by row (vectorised exp_shifted), and its output is a second
-// GEMM [rows, keys] x [keys, Dv]; with a causal mask only the keys some row of the block may see are
-// multiplied. So at most threads × kQueryBlock × Sk scores exist at once, never B×H×Sq×Sk.
-// The forward pass saves each row's logsumexp (acc_t<T>, [B, H, Sq]); the backward pass recomputes
-// the probabilities of each block from it (P = exp(s − lse)) instead of storing them, then
-// dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)) · scale, dQ = dS K, dK += dSᵀ Q.
+// [rows, Dh] x [Dh, keys], its softmax runs row by row (vectorised exp_shifted), and its output is
+// a second GEMM [rows, keys] x [keys, Dv]; with a causal mask only the keys some row of the block
+// may see are multiplied. So at most threads × kQueryBlock × Sk scores exist at once, never
+// B×H×Sq×Sk. The forward pass saves each row's logsumexp (acc_t<T>, [B, H, Sq]); the backward pass
+// recomputes the probabilities of each block from it (P = exp(s − lse)) instead of storing them,
+// then dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)) · scale, dQ = dS K, dK += dSᵀ Q.
 // Backward tasks own one (batch, kv head) each, so the dK/dV accumulation of the query heads that
 // share a kv head (GQA) never races.
 //
@@ -94,7 +94,8 @@ struct AttentionProblem {
     if (kind != 1) return Sk;
     return std::clamp<int64_t>(i + Sk - Sq + 1, 0, Sk);
   }
-  // The explicit mask row of query i of head (b, h), read with stride mask_strides[3]; null if none.
+  // The explicit mask row of query i of head (b, h), read with stride mask_strides[3]; null if
+  // none.
   const bool* mask_row(int64_t b, int64_t h, int64_t i) const {
     if (kind != 2) return nullptr;
     return mask + b * mask_strides[0] + h * mask_strides[1] + i * mask_strides[2];
@@ -235,8 +236,9 @@ void attention_forward_cpu(const AttentionProblem<A>& p, const A* q, const A* k,
   }
 }
 
-// Backward of kv head (b, hk): all query heads of its group, all query blocks. grad_k/grad_v rows of
-// this kv head are accumulated here (zeroed first); grad_q rows of the group's heads are written.
+// Backward of kv head (b, hk): all query heads of its group, all query blocks. grad_k/grad_v rows
+// of this kv head are accumulated here (zeroed first); grad_q rows of the group's heads are
+// written.
 template <class A>
 void attention_backward_task(const AttentionProblem<A>& p, const A* q, const A* k, const A* v,
                              const A* out, const A* grad_out, const A* lse, A* grad_q, A* grad_k,
@@ -281,7 +283,8 @@ void attention_backward_task(const AttentionProblem<A>& p, const A* q, const A* 
       });
       // dV += Pᵀ dO, dQ = dS k, dK += dSᵀ q
       cpu::gemm(true, false, n, p.Dv, rows, A(1), probs.data(), n, gob, p.Dv, A(1), dvb, p.Dv);
-      cpu::gemm(false, false, rows, p.Dh, n, A(1), grad_scores.data(), n, kb, p.Dh, A(0), dqb, p.Dh);
+      cpu::gemm(false, false, rows, p.Dh, n, A(1), grad_scores.data(), n, kb, p.Dh, A(0), dqb,
+                p.Dh);
       cpu::gemm(true, false, n, p.Dh, rows, A(1), grad_scores.data(), n, qb, p.Dh, A(1), dkb, p.Dh);
     }
   }
@@ -326,15 +329,14 @@ Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T,
                                           double scale = 0) {
   constexpr const char* op = "scaled_dot_product_attention";
   MENTOR_CHECK_SHAPE(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op,
-                     ": q, k, v must be [B, H, S, D], got ", q.shape().str(), ", ",
-                     k.shape().str(), ", ", v.shape().str());
+                     ": q, k, v must be [B, H, S, D], got ", q.shape().str(), ", ", k.shape().str(),
+                     ", ", v.shape().str());
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), Dh = q.size(3);
   const int64_t Hk = k.size(1), Sk = k.size(2), Dv = v.size(3);
-  MENTOR_CHECK_SHAPE(k.size(0) == B && v.size(0) == B && v.size(1) == Hk && v.size(2) == Sk &&
-                         k.size(3) == Dh,
-                     op, ": shapes of q ", q.shape().str(), ", k ", k.shape().str(), " and v ",
-                     v.shape().str(), " do not match (expected k [", B, ", Hk, Sk, ", Dh,
-                     "] and v [", B, ", Hk, Sk, Dv])");
+  MENTOR_CHECK_SHAPE(
+      k.size(0) == B && v.size(0) == B && v.size(1) == Hk && v.size(2) == Sk && k.size(3) == Dh, op,
+      ": shapes of q ", q.shape().str(), ", k ", k.shape().str(), " and v ", v.shape().str(),
+      " do not match (expected k [", B, ", Hk, Sk, ", Dh, "] and v [", B, ", Hk, Sk, Dv])");
   MENTOR_CHECK_SHAPE(Hk >= 1 && H % Hk == 0, op, ": the ", Hk, " kv heads of k ", k.shape().str(),
                      " do not divide the ", H, " query heads of q ", q.shape().str());
 
@@ -369,16 +371,18 @@ Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T,
     const Tensor<A, D> qa = detail::to_acc(q), ka = detail::to_acc(k), va = detail::to_acc(v);
     Tensor<A, D> out_acc = std::is_same_v<A, T> ? Tensor<A, D>() : Tensor<A, D>::empty(out.shape());
     A* po;
-    if constexpr (std::is_same_v<A, T>) po = out.data();
-    else po = out_acc.data();
+    if constexpr (std::is_same_v<A, T>)
+      po = out.data();
+    else
+      po = out_acc.data();
     detail::attention_forward_cpu(problem, qa.data(), ka.data(), va.data(), po, lse.data());
     if constexpr (!std::is_same_v<A, T>) out = out_acc.template to<T>();
   } else {
-    const Tensor<T, D> qc = q.contiguous_nograd(), kc = k.contiguous_nograd(), vc = v.contiguous_nograd();
-    MENTOR_CUDA_CALL(cuda::attention_forward(qc.data(), kc.data(), vc.data(), problem.kind,
-                                             problem.mask, mask_strides, B, H, Hk, Sq, Sk, Dh, Dv,
-                                             static_cast<float>(problem.scale), out.data(),
-                                             lse.data()));
+    const Tensor<T, D> qc = q.contiguous_nograd(), kc = k.contiguous_nograd(),
+                       vc = v.contiguous_nograd();
+    MENTOR_CUDA_CALL(cuda::attention_forward(
+        qc.data(), kc.data(), vc.data(), problem.kind, problem.mask, mask_strides, B, H, Hk, Sq, Sk,
+        Dh, Dv, static_cast<float>(problem.scale), out.data(), lse.data()));
   }
 
   autograd::record(

@@ -210,8 +210,7 @@ void conv2d_backward_input(const A* grad_out, const A* w, A* grad_x, const Conv2
       for (int64_t oy = 0; oy < g.out_height; oy += band) {
         const int64_t oy_end = std::min(oy + band, g.out_height),
                       cols = (oy_end - oy) * g.out_width;
-        gemm(true, false, K, cols, O, A(1), w, K, g_n + oy * g.out_width, P, A(0), col,
-             cols);
+        gemm(true, false, K, cols, O, A(1), w, K, g_n + oy * g.out_width, P, A(0), col, cols);
         col2im_rows_add(col, g, oy, oy_end, dx_n);
       }
     }

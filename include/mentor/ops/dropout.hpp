@@ -2,8 +2,8 @@
 // dropout(x, p, gen, training): zeroes each element with probability p and scales the kept ones by
 // 1 / (1 − p). The mask is never stored: element i (row-major order of x) is kept iff
 // philox_uniform_at(seed, offset, i) >= float(p), with (seed, offset) taken from `gen`
-// (gen.reserve(numel)), so the backward regenerates the same mask and CPU and CUDA agree bit for bit.
-// Identity (the input itself) when !training or p == 0; all zeros when p == 1.
+// (gen.reserve(numel)), so the backward regenerates the same mask and CPU and CUDA agree bit for
+// bit. Identity (the input itself) when !training or p == 0; all zeros when p == 1.
 #include <cstdint>
 #include <type_traits>
 
@@ -40,8 +40,8 @@ void dropout_kernel(const T* x, T* out, int64_t n, uint64_t seed, uint64_t offse
 #if defined(MENTOR_WITH_CUDA)
 namespace cuda {
 // out[i] = x[i] · scale if philox_uniform_at(seed, block_offset, i) >= p, else 0; i < n, contiguous
-// (the comparison in float, exactly as written, so the mask matches the CPU's). The backward calls it
-// again on the gradient with the same seed and offset.
+// (the comparison in float, exactly as written, so the mask matches the CPU's). The backward calls
+// it again on the gradient with the same seed and offset.
 template <class T>
 void dropout_apply(const T* x, T* out, int64_t n, uint64_t seed, uint64_t block_offset, float p,
                    float scale);

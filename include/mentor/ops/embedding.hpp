@@ -35,7 +35,8 @@ void embedding_backward(const T* grad_out, const int64_t* ids, int64_t n, int64_
 // naming the id, its position and V.
 template <FloatingElement T, class D>
 Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<int64_t, D>& ids) {
-  MENTOR_CHECK_SHAPE(table.dim() == 2, "embedding: table must be [V, C], got ", table.shape().str());
+  MENTOR_CHECK_SHAPE(table.dim() == 2, "embedding: table must be [V, C], got ",
+                     table.shape().str());
   const int64_t V = table.size(0), C = table.size(1), n = ids.numel();
   const Tensor<T, D> tc = table.contiguous_nograd();
   const Tensor<int64_t, D> idc = ids.contiguous_nograd();
@@ -75,9 +76,11 @@ Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<int64_t, D>& ids)
           // Counting sort of positions by id: positions of id v are order[start[v] .. start[v+1]).
           std::vector<int64_t> start(static_cast<size_t>(V + 1), 0), order(static_cast<size_t>(n));
           for (int64_t i = 0; i < n; ++i) ++start[static_cast<size_t>(pid[i] + 1)];
-          for (int64_t v = 0; v < V; ++v) start[static_cast<size_t>(v + 1)] += start[static_cast<size_t>(v)];
+          for (int64_t v = 0; v < V; ++v)
+            start[static_cast<size_t>(v + 1)] += start[static_cast<size_t>(v)];
           std::vector<int64_t> fill(start.begin(), start.end() - 1);
-          for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(fill[static_cast<size_t>(pid[i])]++)] = i;
+          for (int64_t i = 0; i < n; ++i)
+            order[static_cast<size_t>(fill[static_cast<size_t>(pid[i])]++)] = i;
           const T* pg = g.data();
           T* pd = grad_table.data();
           cpu::parallel_for(V, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)),
@@ -85,16 +88,20 @@ Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<int64_t, D>& ids)
                               std::vector<A> acc(static_cast<size_t>(C));
                               for (int64_t v = begin; v < end; ++v) {
                                 std::fill(acc.begin(), acc.end(), A(0));
-                                for (int64_t k = start[static_cast<size_t>(v)]; k < start[static_cast<size_t>(v + 1)]; ++k) {
+                                for (int64_t k = start[static_cast<size_t>(v)];
+                                     k < start[static_cast<size_t>(v + 1)]; ++k) {
                                   const T* row = pg + order[static_cast<size_t>(k)] * C;
-                                  for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(c)] += static_cast<A>(row[c]);
+                                  for (int64_t c = 0; c < C; ++c)
+                                    acc[static_cast<size_t>(c)] += static_cast<A>(row[c]);
                                 }
                                 T* dst = pd + v * C;
-                                for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<T>(acc[static_cast<size_t>(c)]);
+                                for (int64_t c = 0; c < C; ++c)
+                                  dst[c] = static_cast<T>(acc[static_cast<size_t>(c)]);
                               }
                             });
         } else {
-          MENTOR_CUDA_CALL(cuda::embedding_backward(g.data(), idc.data(), n, V, C, grad_table.data()));
+          MENTOR_CUDA_CALL(
+              cuda::embedding_backward(g.data(), idc.data(), n, V, C, grad_table.data()));
         }
         return std::tuple{grad_table, autograd::NoGrad{}};
       },

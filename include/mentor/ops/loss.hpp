@@ -48,8 +48,9 @@ void cross_entropy_forward_kernel(const T* logits, const int64_t* targets, const
                    lse[r] = row_lse;
                    const A w = valid ? static_cast<A>(valid[r / rows_per_sample]) : A(1);
                    row_loss[static_cast<size_t>(r)] =
-                       w == A(0) ? 0.0
-                                 : static_cast<double>(w * (row_lse - static_cast<A>(row[targets[r]])));
+                       w == A(0)
+                           ? 0.0
+                           : static_cast<double>(w * (row_lse - static_cast<A>(row[targets[r]])));
                  }
                });
   double total = 0;
@@ -64,25 +65,26 @@ void cross_entropy_backward_kernel(const T* logits, const int64_t* targets, cons
                                    const acc_t<T>* lse, acc_t<T> inv_denom, acc_t<T> grad_loss,
                                    T* grad) {
   using A = acc_t<T>;
-  parallel_for(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(vocab, 1)),
-               [&](int64_t begin, int64_t end) {
-                 for (int64_t r = begin; r < end; ++r) {
-                   const T* row = logits + r * vocab;
-                   T* out = grad + r * vocab;
-                   const A w = valid ? static_cast<A>(valid[r / rows_per_sample]) : A(1);
-                   const A coef = grad_loss * inv_denom * w;
-                   if (coef == A(0)) {
-                     std::fill(out, out + vocab, static_cast<T>(A(0)));
-                     continue;
-                   }
-                   const A row_lse = lse[r];
-                   for (int64_t v = 0; v < vocab; ++v)
-                     out[v] = static_cast<T>(coef * exp_vectorizable(static_cast<A>(row[v]) - row_lse));
-                   const int64_t t = targets[r];
-                   out[t] = static_cast<T>(
-                       coef * (exp_vectorizable(static_cast<A>(row[t]) - row_lse) - A(1)));
-                 }
-               });
+  parallel_for(
+      rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(vocab, 1)),
+      [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const T* row = logits + r * vocab;
+          T* out = grad + r * vocab;
+          const A w = valid ? static_cast<A>(valid[r / rows_per_sample]) : A(1);
+          const A coef = grad_loss * inv_denom * w;
+          if (coef == A(0)) {
+            std::fill(out, out + vocab, static_cast<T>(A(0)));
+            continue;
+          }
+          const A row_lse = lse[r];
+          for (int64_t v = 0; v < vocab; ++v)
+            out[v] = static_cast<T>(coef * exp_vectorizable(static_cast<A>(row[v]) - row_lse));
+          const int64_t t = targets[r];
+          out[t] =
+              static_cast<T>(coef * (exp_vectorizable(static_cast<A>(row[t]) - row_lse) - A(1)));
+        }
+      });
 }
 
 }  // namespace cpu
@@ -94,13 +96,15 @@ namespace cuda {
 // nullptr (every row weighs 1). Writes, all on the device:
 //   lse[r]       = log Σ_v exp(logits[r, v])                       (acc precision, stable)
 //   inv_denom[0] = 1 / max(Σ_b valid[b] · rows_per_sample, 1), or 1 / rows without valid
-//   loss[0]      = inv_denom[0] · Σ_r w(r) · (lse[r] − logits[r, targets[r]]),  w(r) = valid[r / rows_per_sample] or 1
+//   loss[0]      = inv_denom[0] · Σ_r w(r) · (lse[r] − logits[r, targets[r]]),  w(r) = valid[r /
+//   rows_per_sample] or 1
 template <class T>
 void cross_entropy_forward(const T* logits, const int64_t* targets, const T* valid, int64_t rows,
                            int64_t vocab, int64_t rows_per_sample, acc_t<T>* lse,
                            acc_t<T>* inv_denom, T* loss);
-// grad_logits[r, v] = grad_loss[0] · inv_denom[0] · w(r) · (exp(logits[r, v] − lse[r]) − [v == targets[r]])
-// (grad_loss is the device scalar gradient of `loss`; rows with w(r) = 0 are written as 0).
+// grad_logits[r, v] = grad_loss[0] · inv_denom[0] · w(r) · (exp(logits[r, v] − lse[r]) − [v ==
+// targets[r]]) (grad_loss is the device scalar gradient of `loss`; rows with w(r) = 0 are written
+// as 0).
 template <class T>
 void cross_entropy_backward(const T* logits, const int64_t* targets, const T* valid, int64_t rows,
                             int64_t vocab, int64_t rows_per_sample, const acc_t<T>* lse,
@@ -110,7 +114,8 @@ void cross_entropy_backward(const T* logits, const int64_t* targets, const T* va
 
 namespace detail {
 
-// logits viewed as [rows, vocab]; valid (may be undefined) weighs rows in groups of rows_per_sample.
+// logits viewed as [rows, vocab]; valid (may be undefined) weighs rows in groups of
+// rows_per_sample.
 template <class T, class D>
 Tensor<T, D> cross_entropy_impl(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
                                 const Tensor<T, D>& valid, int64_t rows, int64_t vocab,
@@ -127,7 +132,8 @@ Tensor<T, D> cross_entropy_impl(const Tensor<T, D>& logits, const Tensor<int64_t
     double denom = static_cast<double>(rows);
     if (w.defined()) {
       double valid_sum = 0;
-      for (int64_t b = 0; b < w.numel(); ++b) valid_sum += static_cast<double>(static_cast<A>(w.data()[b]));
+      for (int64_t b = 0; b < w.numel(); ++b)
+        valid_sum += static_cast<double>(static_cast<A>(w.data()[b]));
       denom = std::max(valid_sum * static_cast<double>(rows_per_sample), 1.0);
     }
     inv_denom.data()[0] = static_cast<A>(1.0 / denom);
@@ -135,9 +141,9 @@ Tensor<T, D> cross_entropy_impl(const Tensor<T, D>& logits, const Tensor<int64_t
                                       vocab, rows_per_sample, lse.data(), inv_denom.data()[0],
                                       loss.data());
   } else {
-    MENTOR_CUDA_CALL(cuda::cross_entropy_forward(x.data(), t.data(), w.defined() ? w.data() : nullptr,
-                                                 rows, vocab, rows_per_sample, lse.data(),
-                                                 inv_denom.data(), loss.data()));
+    MENTOR_CUDA_CALL(cuda::cross_entropy_forward(
+        x.data(), t.data(), w.defined() ? w.data() : nullptr, rows, vocab, rows_per_sample,
+        lse.data(), inv_denom.data(), loss.data()));
   }
   // `valid` is a constant weight (no gradient), so only the logits are recorded as an input.
   autograd::record(
@@ -180,13 +186,14 @@ Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<int64_t, D>&
 template <FloatingElement T, class D>
 Tensor<T, D> cross_entropy_weighted(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
                                     const Tensor<T, D>& valid) {
-  MENTOR_CHECK_SHAPE(logits.dim() == 3 && targets.dim() == 2 && valid.dim() == 1 &&
-                         targets.size(0) == logits.size(0) && targets.size(1) == logits.size(1) &&
-                         valid.size(0) == logits.size(0),
-                     "cross_entropy_weighted: expected logits [B, L, V], targets [B, L] and valid [B], "
-                     "got logits ",
-                     logits.shape().str(), ", targets ", targets.shape().str(), " and valid ",
-                     valid.shape().str());
+  MENTOR_CHECK_SHAPE(
+      logits.dim() == 3 && targets.dim() == 2 && valid.dim() == 1 &&
+          targets.size(0) == logits.size(0) && targets.size(1) == logits.size(1) &&
+          valid.size(0) == logits.size(0),
+      "cross_entropy_weighted: expected logits [B, L, V], targets [B, L] and valid [B], "
+      "got logits ",
+      logits.shape().str(), ", targets ", targets.shape().str(), " and valid ",
+      valid.shape().str());
   const int64_t batch = logits.size(0), length = logits.size(1), vocab = logits.size(2);
   return detail::cross_entropy_impl(logits, targets, valid, batch * length, vocab,
                                     std::max<int64_t>(length, 1), "cross_entropy_weighted");

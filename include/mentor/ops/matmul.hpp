@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -165,8 +164,8 @@ Tensor<T, D> matmul_nograd(const Tensor<T, D>& a, const Tensor<T, D>& b, const T
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   MENTOR_CHECK_SHAPE(b.size(-2) == K, op, ": inner dimensions differ: ", a.shape().str(), " @ ",
                      b.shape().str());
-  MENTOR_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.size(0) == N), op, ": bias of shape ",
-                     bias.shape().str(), " for ", N, " output features");
+  MENTOR_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.size(0) == N), op,
+                     ": bias of shape ", bias.shape().str(), " for ", N, " output features");
   const Shape batch = matmul_batch(a.shape(), b.shape(), op);
   Shape out_shape = batch;
   out_shape.push_back(M);
@@ -176,7 +175,8 @@ Tensor<T, D> matmul_nograd(const Tensor<T, D>& a, const Tensor<T, D>& b, const T
     // bf16: multiply in float, round the result once.
     Tensor<float, CPU> bias_f;
     if (bias.defined()) bias_f = bias.detach().template to<float>();
-    return matmul_nograd(a.detach().template to<float>(), b.detach().template to<float>(), bias_f, op)
+    return matmul_nograd(a.detach().template to<float>(), b.detach().template to<float>(), bias_f,
+                         op)
         .template to<bf16>();
   } else {
     Tensor<T, D> out = Tensor<T, D>::empty(out_shape);
@@ -256,12 +256,12 @@ Tensor<T, D> matmul_nograd(const Tensor<T, D>& a, const Tensor<T, D>& b, const T
       regularise(b_op, K, N, trans_b, ldb, stride_b);
       if (fold) {
         MENTOR_CUDA_CALL(cuda::gemm_strided_batched(trans_a, trans_b, 1, n_batch * M, N, K, 1.0f,
-                                                    a_op.data(), lda, 0, b_op.data(), ldb, 0,
-                                                    beta, out.data(), ldc, 0));
+                                                    a_op.data(), lda, 0, b_op.data(), ldb, 0, beta,
+                                                    out.data(), ldc, 0));
       } else {
-        MENTOR_CUDA_CALL(cuda::gemm_strided_batched(
-            trans_a, trans_b, n_batch, M, N, K, 1.0f, a_op.data(), lda, stride_a, b_op.data(), ldb,
-            stride_b, beta, out.data(), ldc, stride_c));
+        MENTOR_CUDA_CALL(cuda::gemm_strided_batched(trans_a, trans_b, n_batch, M, N, K, 1.0f,
+                                                    a_op.data(), lda, stride_a, b_op.data(), ldb,
+                                                    stride_b, beta, out.data(), ldc, stride_c));
       }
     }
     return out;
@@ -274,7 +274,8 @@ inline int64_t batch_count(const Shape& shape) { return batch_shape_of(shape).nu
 // dL/da = dC b^T, summed over the batch dimensions a was broadcast along.
 template <class T, class D>
 Tensor<T, D> matmul_grad_a(const Tensor<T, D>& g, const Tensor<T, D>& a, const Tensor<T, D>& b) {
-  return sum_to(matmul_nograd(g, b.transpose(-2, -1), Tensor<T, D>(), "matmul backward"), a.shape());
+  return sum_to(matmul_nograd(g, b.transpose(-2, -1), Tensor<T, D>(), "matmul backward"),
+                a.shape());
 }
 
 // dL/db = a^T dC, summed over broadcast batch dimensions; for one b shared by a whole batch of a
@@ -288,7 +289,8 @@ Tensor<T, D> matmul_grad_b(const Tensor<T, D>& g, const Tensor<T, D>& a, const T
     const Tensor<T, D> g_rows = g.reshape(Shape{-1, N});
     return matmul_nograd(a_rows.t(), g_rows, Tensor<T, D>(), "matmul backward").view(b.shape());
   }
-  return sum_to(matmul_nograd(a.transpose(-2, -1), g, Tensor<T, D>(), "matmul backward"), b.shape());
+  return sum_to(matmul_nograd(a.transpose(-2, -1), g, Tensor<T, D>(), "matmul backward"),
+                b.shape());
 }
 
 }  // namespace detail
@@ -315,7 +317,8 @@ Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
 template <FloatingElement T, class D>
 Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& weight,
                     const Tensor<T, D>& bias = Tensor<T, D>()) {
-  MENTOR_CHECK_SHAPE(weight.dim() == 2, "linear: weight must be [out, in], got ", weight.shape().str());
+  MENTOR_CHECK_SHAPE(weight.dim() == 2, "linear: weight must be [out, in], got ",
+                     weight.shape().str());
   MENTOR_CHECK_SHAPE(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input of shape ",
                      x.shape().str(), " does not end in the ", weight.size(1),
                      " input features of weight ", weight.shape().str());
@@ -337,8 +340,10 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& weight,
         const Tensor<T, D> g_rows = g.reshape(Shape{rows, out_features});
         Tensor<T, D> grad_x, grad_w, grad_b;
         if (needs[0])
-          grad_x = detail::matmul_nograd(g_rows, w, Tensor<T, D>(), "linear backward").view(x_shape);
-        if (needs[1]) grad_w = detail::matmul_nograd(g_rows.t(), x_rows, Tensor<T, D>(), "linear backward");
+          grad_x =
+              detail::matmul_nograd(g_rows, w, Tensor<T, D>(), "linear backward").view(x_shape);
+        if (needs[1])
+          grad_w = detail::matmul_nograd(g_rows.t(), x_rows, Tensor<T, D>(), "linear backward");
         if (needs[2]) grad_b = detail::column_sums(g_rows);
         return std::tuple{grad_x, grad_w, grad_b};
       },

@@ -89,9 +89,9 @@ inline int64_t row_grain(int64_t row_length) {
 template <class T, class D>
 void check_affine(const Tensor<T, D>& p, int64_t C, const char* op, const char* what,
                   const Shape& x_shape) {
-  MENTOR_CHECK_SHAPE(!p.defined() || (p.dim() == 1 && p.size(0) == C), op, ": ", what,
-                     " of shape ", p.shape().str(), " does not match the ", C,
-                     " channels of input ", x_shape.str());
+  MENTOR_CHECK_SHAPE(!p.defined() || (p.dim() == 1 && p.size(0) == C), op, ": ", what, " of shape ",
+                     p.shape().str(), " does not match the ", C, " channels of input ",
+                     x_shape.str());
 }
 
 template <class T, class D>
@@ -158,21 +158,26 @@ Tensor<T, D> rms_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, double 
               const T* xr = px + r * C;
               const T* gr = pg + r * C;
               A sum_sq = 0;
-              for (int64_t c = 0; c < C; ++c) sum_sq += static_cast<A>(xr[c]) * static_cast<A>(xr[c]);
+              for (int64_t c = 0; c < C; ++c)
+                sum_sq += static_cast<A>(xr[c]) * static_cast<A>(xr[c]);
               const A rstd = A(1) / std::sqrt(sum_sq / static_cast<A>(C) + static_cast<A>(eps));
               A dot = 0;  // Σ dx̂ x̂
               for (int64_t c = 0; c < C; ++c) {
                 const A xhat = static_cast<A>(xr[c]) * rstd;
-                const A dxhat = pw ? static_cast<A>(gr[c]) * static_cast<A>(pw[c]) : static_cast<A>(gr[c]);
+                const A dxhat =
+                    pw ? static_cast<A>(gr[c]) * static_cast<A>(pw[c]) : static_cast<A>(gr[c]);
                 dot += dxhat * xhat;
                 // The weight multiplies the normalised value as rounded to T.
-                if (want_w) dw_local[static_cast<size_t>(c)] += static_cast<A>(gr[c]) * static_cast<A>(static_cast<T>(xhat));
+                if (want_w)
+                  dw_local[static_cast<size_t>(c)] +=
+                      static_cast<A>(gr[c]) * static_cast<A>(static_cast<T>(xhat));
               }
               const A mean_dot = dot / static_cast<A>(C);
               T* dxr = pdx + r * C;
               for (int64_t c = 0; c < C; ++c) {
                 const A xhat = static_cast<A>(xr[c]) * rstd;
-                const A dxhat = pw ? static_cast<A>(gr[c]) * static_cast<A>(pw[c]) : static_cast<A>(gr[c]);
+                const A dxhat =
+                    pw ? static_cast<A>(gr[c]) * static_cast<A>(pw[c]) : static_cast<A>(gr[c]);
                 dxr[c] = static_cast<T>(rstd * (dxhat - xhat * mean_dot));
               }
             }
@@ -294,10 +299,10 @@ Tensor<T, D> layer_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const
         } else {
           if (needs[1]) grad_w = Tensor<T, D>::empty(Shape{C});
           if (needs[2]) grad_b = Tensor<T, D>::empty(Shape{C});
-          MENTOR_CUDA_CALL(cuda::layer_norm_backward(
-              xc.data(), detail::data_or_null(wc), g.data(), grad_x.data(),
-              detail::data_or_null(grad_w), detail::data_or_null(grad_b), rows, C,
-              static_cast<float>(eps)));
+          MENTOR_CUDA_CALL(cuda::layer_norm_backward(xc.data(), detail::data_or_null(wc), g.data(),
+                                                     grad_x.data(), detail::data_or_null(grad_w),
+                                                     detail::data_or_null(grad_b), rows, C,
+                                                     static_cast<float>(eps)));
         }
         return std::tuple{grad_x, grad_w, grad_b};
       },
@@ -362,7 +367,7 @@ Tensor<T, D> group_norm(const Tensor<T, D>& x, int64_t groups, const Tensor<T, D
   autograd::record(
       "group_norm", y,
       [xc, wc, eps, N, C, spatial, groups, channels_per_group](const Tensor<T, D>& g_in,
-                                                              const std::array<bool, 3>& needs) {
+                                                               const std::array<bool, 3>& needs) {
         const Tensor<T, D> g = g_in.contiguous_nograd();
         Tensor<T, D> grad_x = Tensor<T, D>::empty(xc.shape());
         Tensor<T, D> grad_w, grad_b;
@@ -374,51 +379,54 @@ Tensor<T, D> group_norm(const Tensor<T, D>& x, int64_t groups, const Tensor<T, D
           T* pdx = grad_x.data();
           const int64_t group_size = channels_per_group * spatial;
           // Per-(sample, channel) partial sums Σ_s g x̂ and Σ_s g, reduced over samples below.
-          std::vector<A> dw_nc(static_cast<size_t>(N * C), A(0)), db_nc(static_cast<size_t>(N * C), A(0));
-          cpu::parallel_for(N * groups, detail::row_grain(group_size), [&](int64_t begin, int64_t end) {
-            for (int64_t ng = begin; ng < end; ++ng) {
-              const int64_t n = ng / groups, c0 = (ng % groups) * channels_per_group;
-              const T* xg = px + ng * group_size;
-              const T* gg = pg + ng * group_size;
-              A mean = 0;
-              for (int64_t i = 0; i < group_size; ++i) mean += static_cast<A>(xg[i]);
-              mean /= static_cast<A>(group_size);
-              A var = 0;
-              for (int64_t i = 0; i < group_size; ++i) {
-                const A d = static_cast<A>(xg[i]) - mean;
-                var += d * d;
-              }
-              const A rstd = A(1) / std::sqrt(var / static_cast<A>(group_size) + static_cast<A>(eps));
-              A sum_dxhat = 0, sum_dxhat_xhat = 0;
-              for (int64_t cc = 0; cc < channels_per_group; ++cc) {
-                const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
-                A sum_g = 0, sum_g_xhat = 0;
-                for (int64_t s = 0; s < spatial; ++s) {
-                  const int64_t i = cc * spatial + s;
-                  const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
-                  const A gv = static_cast<A>(gg[i]);
-                  sum_g += gv;
-                  sum_g_xhat += gv * xhat;
+          std::vector<A> dw_nc(static_cast<size_t>(N * C), A(0)),
+              db_nc(static_cast<size_t>(N * C), A(0));
+          cpu::parallel_for(
+              N * groups, detail::row_grain(group_size), [&](int64_t begin, int64_t end) {
+                for (int64_t ng = begin; ng < end; ++ng) {
+                  const int64_t n = ng / groups, c0 = (ng % groups) * channels_per_group;
+                  const T* xg = px + ng * group_size;
+                  const T* gg = pg + ng * group_size;
+                  A mean = 0;
+                  for (int64_t i = 0; i < group_size; ++i) mean += static_cast<A>(xg[i]);
+                  mean /= static_cast<A>(group_size);
+                  A var = 0;
+                  for (int64_t i = 0; i < group_size; ++i) {
+                    const A d = static_cast<A>(xg[i]) - mean;
+                    var += d * d;
+                  }
+                  const A rstd =
+                      A(1) / std::sqrt(var / static_cast<A>(group_size) + static_cast<A>(eps));
+                  A sum_dxhat = 0, sum_dxhat_xhat = 0;
+                  for (int64_t cc = 0; cc < channels_per_group; ++cc) {
+                    const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
+                    A sum_g = 0, sum_g_xhat = 0;
+                    for (int64_t s = 0; s < spatial; ++s) {
+                      const int64_t i = cc * spatial + s;
+                      const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
+                      const A gv = static_cast<A>(gg[i]);
+                      sum_g += gv;
+                      sum_g_xhat += gv * xhat;
+                    }
+                    sum_dxhat += w * sum_g;
+                    sum_dxhat_xhat += w * sum_g_xhat;
+                    dw_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g_xhat;
+                    db_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g;
+                  }
+                  const A mean_dxhat = sum_dxhat / static_cast<A>(group_size);
+                  const A mean_dot = sum_dxhat_xhat / static_cast<A>(group_size);
+                  T* dxg = pdx + ng * group_size;
+                  for (int64_t cc = 0; cc < channels_per_group; ++cc) {
+                    const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
+                    for (int64_t s = 0; s < spatial; ++s) {
+                      const int64_t i = cc * spatial + s;
+                      const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
+                      const A dxhat = static_cast<A>(gg[i]) * w;
+                      dxg[i] = static_cast<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
+                    }
+                  }
                 }
-                sum_dxhat += w * sum_g;
-                sum_dxhat_xhat += w * sum_g_xhat;
-                dw_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g_xhat;
-                db_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g;
-              }
-              const A mean_dxhat = sum_dxhat / static_cast<A>(group_size);
-              const A mean_dot = sum_dxhat_xhat / static_cast<A>(group_size);
-              T* dxg = pdx + ng * group_size;
-              for (int64_t cc = 0; cc < channels_per_group; ++cc) {
-                const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
-                for (int64_t s = 0; s < spatial; ++s) {
-                  const int64_t i = cc * spatial + s;
-                  const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
-                  const A dxhat = static_cast<A>(gg[i]) * w;
-                  dxg[i] = static_cast<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
-                }
-              }
-            }
-          });
+              });
           auto reduce_samples = [&](const std::vector<A>& per_nc) {
             Tensor<T, D> out = Tensor<T, D>::empty(Shape{C});
             for (int64_t c = 0; c < C; ++c) {
@@ -433,10 +441,10 @@ Tensor<T, D> group_norm(const Tensor<T, D>& x, int64_t groups, const Tensor<T, D
         } else {
           if (needs[1]) grad_w = Tensor<T, D>::empty(Shape{C});
           if (needs[2]) grad_b = Tensor<T, D>::empty(Shape{C});
-          MENTOR_CUDA_CALL(cuda::group_norm_backward(
-              xc.data(), detail::data_or_null(wc), g.data(), grad_x.data(),
-              detail::data_or_null(grad_w), detail::data_or_null(grad_b), N, C, spatial, groups,
-              static_cast<float>(eps)));
+          MENTOR_CUDA_CALL(cuda::group_norm_backward(xc.data(), detail::data_or_null(wc), g.data(),
+                                                     grad_x.data(), detail::data_or_null(grad_w),
+                                                     detail::data_or_null(grad_b), N, C, spatial,
+                                                     groups, static_cast<float>(eps)));
         }
         return std::tuple{grad_x, grad_w, grad_b};
       },

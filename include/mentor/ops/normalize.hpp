@@ -30,7 +30,8 @@ void l2_normalize_rows_kernel(const T* x, T* out, acc_t<T>* norms, int64_t rows,
                    const A norm = std::sqrt(row_dot(xr, xr, n));
                    norms[r] = norm;
                    const A inv = A(1) / std::max(norm, static_cast<A>(eps));
-                   for (int64_t i = 0; i < n; ++i) out[r * n + i] = static_cast<T>(static_cast<A>(xr[i]) * inv);
+                   for (int64_t i = 0; i < n; ++i)
+                     out[r * n + i] = static_cast<T>(static_cast<A>(xr[i]) * inv);
                  }
                });
 }
@@ -51,9 +52,11 @@ void l2_normalize_backward_rows_kernel(const T* x, const acc_t<T>* norms, const 
                      // Σ g·y with y = x / norm
                      const A dot = row_dot(gr, xr, n) * inv;
                      for (int64_t i = 0; i < n; ++i)
-                       out[i] = static_cast<T>((static_cast<A>(gr[i]) - static_cast<A>(xr[i]) * inv * dot) * inv);
+                       out[i] = static_cast<T>(
+                           (static_cast<A>(gr[i]) - static_cast<A>(xr[i]) * inv * dot) * inv);
                    } else {
-                     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(static_cast<A>(gr[i]) * inv);
+                     for (int64_t i = 0; i < n; ++i)
+                       out[i] = static_cast<T>(static_cast<A>(gr[i]) * inv);
                    }
                  }
                });
@@ -63,21 +66,33 @@ void l2_normalize_backward_rows_kernel(const T* x, const acc_t<T>* norms, const 
 
 #if defined(MENTOR_WITH_CUDA)
 namespace cuda {
-// Per row r of x [rows, n] (contiguous): norms[r] = sqrt(Σ x²) (float), out = row / max(norms[r], eps).
+// Per row r of x [rows, n] (contiguous): norms[r] = sqrt(Σ x²) (float), out = row / max(norms[r],
+// eps).
 template <class T>
 void l2_normalize_rows(const T* x, T* out, acc_t<T>* norms, int64_t rows, int64_t n, float eps);
-// Per row, d = max(norms[r], eps): grad_x = (g − x·(Σ g·x)/d²) / d when norms[r] >= eps, else g / d.
+// Per row, d = max(norms[r], eps): grad_x = (g − x·(Σ g·x)/d²) / d when norms[r] >= eps, else g /
+// d.
 template <class T>
 void l2_normalize_backward_rows(const T* x, const acc_t<T>* norms, const T* grad_out, T* grad_x,
                                 int64_t rows, int64_t n, float eps);
 }  // namespace cuda
 #endif
 
+namespace detail {
+template <class T, class D>
+Tensor<T, D> l2_normalize_nd(const Tensor<T, D>& x, int64_t dim, double eps);
+}
+
 // x / max(‖x‖₂ over `dim`, eps).
 template <FloatingElement T, class D>
 Tensor<T, D> l2_normalize(const Tensor<T, D>& x, int64_t dim = -1, double eps = 1e-12) {
+  if (x.dim() == 0) return detail::l2_normalize_nd(x.reshape(Shape{1}), 0, eps).reshape(Shape{});
+  return detail::l2_normalize_nd(x, dim, eps);
+}
+
+template <class T, class D>
+Tensor<T, D> detail::l2_normalize_nd(const Tensor<T, D>& x, int64_t dim, double eps) {
   using A = acc_t<T>;
-  if (x.dim() == 0) return l2_normalize(x.reshape(Shape{1}), 0, eps).reshape(Shape{});
   const int axis = wrap_dim(dim, x.dim(), "l2_normalize");
   const int64_t n = x.size(axis);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;

@@ -27,7 +27,7 @@ struct MaxResult {
 
 template <class T, class D>
 struct TopKResult {
-  Tensor<T, D> values;    // sorted: best first
+  Tensor<T, D> values;  // sorted: best first
   Tensor<int64_t, D> indices;
 };
 
@@ -48,8 +48,10 @@ inline ReduceAxis reduce_axis(const Shape& shape, int axis) {
 inline Shape reduced_shape(const Shape& shape, int axis, bool keepdim) {
   Shape out;
   for (int i = 0; i < shape.rank(); ++i) {
-    if (i != axis) out.push_back(shape[i]);
-    else if (keepdim) out.push_back(1);
+    if (i != axis)
+      out.push_back(shape[i]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -230,15 +232,16 @@ void sum_axis(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, float
 // unless values == nullptr.
 template <class T>
 void arg_best_rows(const T* x, int64_t rows, int64_t n, bool largest, T* values, int64_t* indices);
-// For each row r of x [rows, n]: values/indices [rows, k] = the k best elements of the row in order,
-// best first (largest or smallest; ties by lower index; NaN counts as largest).
+// For each row r of x [rows, n]: values/indices [rows, k] = the k best elements of the row in
+// order, best first (largest or smallest; ties by lower index; NaN counts as largest).
 template <class T>
 void topk_rows(const T* x, int64_t rows, int64_t n, int64_t k, bool largest, T* values,
                int64_t* indices);
 // grad_x[r * n + idx[r * k + i]] += g[r * k + i] for r < rows, i < k; grad_x [rows, n] is zeroed by
 // the caller. Indices within a row may repeat only where the op allows it (max: k = 1).
 template <class T>
-void scatter_rows_add(const T* g, const int64_t* idx, int64_t rows, int64_t k, int64_t n, T* grad_x);
+void scatter_rows_add(const T* g, const int64_t* idx, int64_t rows, int64_t k, int64_t n,
+                      T* grad_x);
 }  // namespace cuda
 #endif
 
@@ -251,15 +254,16 @@ Tensor<T, D> sum_axis_forward(const Tensor<T, D>& src, const ReduceAxis& r, cons
   if constexpr (std::is_same_v<D, CPU>) {
     cpu::sum_axis_kernel(src.data(), out.data(), r.outer, r.n, r.inner, scale);
   } else {
-    MENTOR_CUDA_CALL(cuda::sum_axis(src.data(), out.data(), r.outer, r.n, r.inner,
-                                    static_cast<float>(scale)));
+    MENTOR_CUDA_CALL(
+        cuda::sum_axis(src.data(), out.data(), r.outer, r.n, r.inner, static_cast<float>(scale)));
   }
   return out;
 }
 
 // sum (scale 1) or mean (scale 1/n) over `axis`, or over everything when axis < 0.
 template <class T, class D>
-Tensor<T, D> sum_or_mean(const Tensor<T, D>& x, int axis, bool keepdim, bool mean, const char* name) {
+Tensor<T, D> sum_or_mean(const Tensor<T, D>& x, int axis, bool keepdim, bool mean,
+                         const char* name) {
   ReduceAxis r;
   Shape out_shape, keep_shape;
   if (axis < 0) {
@@ -271,9 +275,9 @@ Tensor<T, D> sum_or_mean(const Tensor<T, D>& x, int axis, bool keepdim, bool mea
     keep_shape = reduced_shape(x.shape(), axis, true);
   }
   // mean of nothing is NaN (as torch), sum of nothing 0.
-  double scale = mean ? (r.n > 0 ? 1.0 / static_cast<double>(r.n)
-                                  : std::numeric_limits<double>::quiet_NaN())
-                      : 1.0;
+  double scale =
+      mean ? (r.n > 0 ? 1.0 / static_cast<double>(r.n) : std::numeric_limits<double>::quiet_NaN())
+           : 1.0;
   Tensor<T, D> out = sum_axis_forward(x.contiguous_nograd(), r, out_shape, scale);
   autograd::record(
       name, out,
@@ -334,7 +338,7 @@ Tensor<T, D> sum(const Tensor<T, D>& x) {
 // Σ over `dim` (the dimension is dropped unless keepdim).
 template <FloatingElement T, class D>
 Tensor<T, D> sum(const Tensor<T, D>& x, int64_t dim, bool keepdim = false) {
-  if (x.dim() == 0) return sum(x.reshape(Shape{1}), 0, false);
+  if (x.dim() == 0) return detail::sum_or_mean(x.reshape(Shape{1}), 0, false, false, "sum");
   return detail::sum_or_mean(x, wrap_dim(dim, x.dim(), "sum"), keepdim, false, "sum");
 }
 
@@ -346,7 +350,7 @@ Tensor<T, D> mean(const Tensor<T, D>& x) {
 
 template <FloatingElement T, class D>
 Tensor<T, D> mean(const Tensor<T, D>& x, int64_t dim, bool keepdim = false) {
-  if (x.dim() == 0) return mean(x.reshape(Shape{1}), 0, false);
+  if (x.dim() == 0) return detail::sum_or_mean(x.reshape(Shape{1}), 0, false, true, "mean");
   return detail::sum_or_mean(x, wrap_dim(dim, x.dim(), "mean"), keepdim, true, "mean");
 }
 

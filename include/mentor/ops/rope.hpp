@@ -25,19 +25,19 @@ enum class RopePrefix { Zero, Identity };
 #if defined(MENTOR_WITH_CUDA)
 namespace cuda {
 // x, out contiguous [B, S, H, Dh]; table contiguous [S, Dh/2, 2] (cos, sin) in float. For each
-// pair j: out[2j] = x[2j] cos − x[2j+1] sin, out[2j+1] = x[2j+1] cos + x[2j] sin, computed in float;
-// inverse = true rotates by −angle (sin negated): the backward pass.
+// pair j: out[2j] = x[2j] cos − x[2j+1] sin, out[2j+1] = x[2j+1] cos + x[2j] sin, computed in
+// float; inverse = true rotates by −angle (sin negated): the backward pass.
 template <class T>
-void rope_apply(const T* x, const float* table, T* out, int64_t B, int64_t S, int64_t H,
-                int64_t Dh, bool inverse);
+void rope_apply(const T* x, const float* table, T* out, int64_t B, int64_t S, int64_t H, int64_t Dh,
+                bool inverse);
 }  // namespace cuda
 #endif
 
 // The (cos, sin) table [prefix_len + grid², head_dim/2, 2] of LlamaGen precompute_freqs_cis_2d
 // (see the file comment); head_dim must be a multiple of 4.
 template <class D = CPU>
-Tensor<float, D> rope_2d_table(int64_t grid, int64_t head_dim, int64_t prefix_len, RopePrefix prefix,
-                               double base = 10000) {
+Tensor<float, D> rope_2d_table(int64_t grid, int64_t head_dim, int64_t prefix_len,
+                               RopePrefix prefix, double base = 10000) {
   MENTOR_CHECK(grid >= 0 && prefix_len >= 0, "rope_2d_table: negative grid ", grid,
                " or prefix length ", prefix_len);
   MENTOR_CHECK(head_dim > 0 && head_dim % 4 == 0, "rope_2d_table: head_dim ", head_dim,
@@ -94,7 +94,8 @@ Tensor<T, D> rope_rotate(const Tensor<T, D>& x_in, const Tensor<float, D>& table
                             for (int64_t j = 0; j < half; ++j) {
                               const A c = static_cast<A>(rot[2 * j]);
                               const A s = sign * static_cast<A>(rot[2 * j + 1]);
-                              const A x0 = static_cast<A>(xr[2 * j]), x1 = static_cast<A>(xr[2 * j + 1]);
+                              const A x0 = static_cast<A>(xr[2 * j]),
+                                      x1 = static_cast<A>(xr[2 * j + 1]);
                               orow[2 * j] = static_cast<T>(x0 * c - x1 * s);
                               orow[2 * j + 1] = static_cast<T>(x1 * c + x0 * s);
                             }
@@ -113,10 +114,10 @@ Tensor<T, D> rope_rotate(const Tensor<T, D>& x_in, const Tensor<float, D>& table
 // Computed in float (double for double tensors); differentiable in x (the table is a constant).
 template <FloatingElement T, class D>
 Tensor<T, D> apply_rope(const Tensor<T, D>& x, const Tensor<float, D>& table) {
-  MENTOR_CHECK_SHAPE(x.dim() == 4 && x.size(3) % 2 == 0, "apply_rope: input must be [B, S, H, Dh] with even Dh, got ",
-                     x.shape().str());
-  MENTOR_CHECK_SHAPE(table.dim() == 3 && table.size(0) == x.size(1) && table.size(1) * 2 == x.size(3) &&
-                         table.size(2) == 2,
+  MENTOR_CHECK_SHAPE(x.dim() == 4 && x.size(3) % 2 == 0,
+                     "apply_rope: input must be [B, S, H, Dh] with even Dh, got ", x.shape().str());
+  MENTOR_CHECK_SHAPE(table.dim() == 3 && table.size(0) == x.size(1) &&
+                         table.size(1) * 2 == x.size(3) && table.size(2) == 2,
                      "apply_rope: table of shape ", table.shape().str(), " does not fit input ",
                      x.shape().str(), " (expected [", x.size(1), ", ", x.size(3) / 2, ", 2])");
   Tensor<T, D> out = detail::rope_rotate(x, table, false);

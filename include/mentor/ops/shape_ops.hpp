@@ -135,6 +135,8 @@ template <Element T, class D>
 Tensor<T, D> concat(const std::vector<Tensor<T, D>>& parts, int64_t dim) {
   MENTOR_CHECK(!parts.empty(), "concat: no tensors to join");
   const Shape& first = parts[0].shape();
+  MENTOR_CHECK_SHAPE(first.rank() >= 1, "concat: cannot join 0-dimensional tensors (shape ",
+                     first.str(), "); use stack");
   const int axis = wrap_dim(dim, first.rank(), "concat");
   if (parts.size() > detail::kConcatMaxInputs) {
     std::vector<Tensor<T, D>> groups;
@@ -202,6 +204,7 @@ Tensor<T, D> stack(const std::vector<Tensor<T, D>>& parts, int64_t dim) {
 template <Element T, class D>
 std::vector<Tensor<T, D>> split(const Tensor<T, D>& x, const std::vector<int64_t>& sizes,
                                 int64_t dim) {
+  MENTOR_CHECK_SHAPE(x.dim() >= 1, "split: cannot split a 0-dimensional tensor");
   const int axis = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
   for (int64_t s : sizes) {
@@ -224,6 +227,7 @@ std::vector<Tensor<T, D>> split(const Tensor<T, D>& x, const std::vector<int64_t
 template <Element T, class D>
 std::vector<Tensor<T, D>> chunk(const Tensor<T, D>& x, int64_t n, int64_t dim) {
   MENTOR_CHECK(n >= 1, "chunk: number of chunks must be positive, got ", n);
+  MENTOR_CHECK_SHAPE(x.dim() >= 1, "chunk: cannot split a 0-dimensional tensor");
   const int axis = wrap_dim(dim, x.dim(), "chunk");
   const int64_t size = x.size(axis);
   const int64_t piece = (size + n - 1) / n;
@@ -305,6 +309,7 @@ void where(const bool* cond, const Strides& cond_strides, const T* a, const Stri
 // Rows of x along `dim` picked by the 1-D index tensor ids: out.size(dim) == ids.numel().
 template <Element T, class D>
 Tensor<T, D> index_select(const Tensor<T, D>& x, int64_t dim, const Tensor<int64_t, D>& ids) {
+  MENTOR_CHECK_SHAPE(x.dim() >= 1, "index_select: input must have at least one dimension");
   const int axis = wrap_dim(dim, x.dim(), "index_select");
   MENTOR_CHECK_SHAPE(ids.dim() <= 1, "index_select: indices must be 1-D, got ", ids.shape().str());
   const int64_t dim_size = x.size(axis), count = ids.numel();
@@ -345,6 +350,7 @@ Tensor<T, D> index_select(const Tensor<T, D>& x, int64_t dim, const Tensor<int64
 // torch.gather: out has ids' shape, out[i][j][k] = x[i][ids[i][j][k]][k] for dim = 1.
 template <Element T, class D>
 Tensor<T, D> gather(const Tensor<T, D>& x, int64_t dim, const Tensor<int64_t, D>& ids) {
+  MENTOR_CHECK_SHAPE(x.dim() >= 1, "gather: input must have at least one dimension");
   const int axis = wrap_dim(dim, x.dim(), "gather");
   bool fits = ids.dim() == x.dim();
   for (int d = 0; fits && d < x.dim(); ++d) fits = d == axis || ids.size(d) <= x.size(d);

@@ -66,7 +66,8 @@ acc_t<T> row_dot(const T* x, const T* y, int64_t n) {
   A lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += static_cast<A>(x[i + l]) * static_cast<A>(y[i + l]);
+    for (int l = 0; l < kLanes; ++l)
+      lanes[l] += static_cast<A>(x[i + l]) * static_cast<A>(y[i + l]);
   A s = 0;
   for (int l = 0; l < kLanes; ++l) s += lanes[l];
   for (; i < n; ++i) s += static_cast<A>(x[i]) * static_cast<A>(y[i]);
@@ -124,7 +125,8 @@ void softmax_rows_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log) 
 // softmax:     gx = y · (g − Σ g·y)
 // log_softmax: gx = g − exp(y) · Σ g
 template <class T>
-void softmax_backward_rows_kernel(const T* y, const T* g, T* gx, int64_t rows, int64_t n, bool log) {
+void softmax_backward_rows_kernel(const T* y, const T* g, T* gx, int64_t rows, int64_t n,
+                                  bool log) {
   using A = acc_t<T>;
   parallel_for(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(n, 1)),
                [&](int64_t begin, int64_t end) {
@@ -140,7 +142,8 @@ void softmax_backward_rows_kernel(const T* y, const T* g, T* gx, int64_t rows, i
                    } else {
                      const A dot = row_dot(gr, yr, n);
                      for (int64_t i = 0; i < n; ++i)
-                       out[i] = static_cast<T>(static_cast<A>(yr[i]) * (static_cast<A>(gr[i]) - dot));
+                       out[i] =
+                           static_cast<T>(static_cast<A>(yr[i]) * (static_cast<A>(gr[i]) - dot));
                    }
                  }
                });
@@ -164,8 +167,17 @@ void softmax_backward_rows(const T* y, const T* grad_out, T* grad_x, int64_t row
 namespace detail {
 
 template <class T, class D>
+Tensor<T, D> softmax_nd(const Tensor<T, D>& x, int64_t dim, bool log, const char* name);
+
+// A scalar is a one-element row (not recursion: GCC 12 flags that as infinite).
+template <class T, class D>
 Tensor<T, D> softmax_impl(const Tensor<T, D>& x, int64_t dim, bool log, const char* name) {
-  if (x.dim() == 0) return softmax_impl(x.reshape(Shape{1}), 0, log, name).reshape(Shape{});
+  if (x.dim() == 0) return softmax_nd(x.reshape(Shape{1}), 0, log, name).reshape(Shape{});
+  return softmax_nd(x, dim, log, name);
+}
+
+template <class T, class D>
+Tensor<T, D> softmax_nd(const Tensor<T, D>& x, int64_t dim, bool log, const char* name) {
   const int axis = wrap_dim(dim, x.dim(), name);
   const int64_t n = x.size(axis);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;

@@ -2,9 +2,9 @@
 // Element-wise unary functions: exp, log, sqrt, rsqrt, tanh, sigmoid, silu, relu, abs, square,
 // pow(x, p), gelu (exact or tanh approximation) and quick_gelu (CLIP's x·sigmoid(1.702x)).
 //
-// One kernel shape serves them all: out[i] = f(x[i]) over the contiguous input, computed in acc_t<T>;
-// the backward computes grad_x[i] = grad_out[i] · f'(x[i]) from the saved input alone (not the
-// output), so each op keeps one tensor alive for backward.
+// One kernel shape serves them all: out[i] = f(x[i]) over the contiguous input, computed in
+// acc_t<T>; the backward computes grad_x[i] = grad_out[i] · f'(x[i]) from the saved input alone
+// (not the output), so each op keeps one tensor alive for backward.
 //
 // Note for code in namespace mentor: these templates hide ::exp, ::log, ... from unqualified lookup
 // there; call std::exp(float) etc. explicitly on plain numbers.
@@ -48,10 +48,14 @@ namespace cpu {
 inline float exp_vectorizable(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  constexpr float kMax = 88.72283f;  // ln(FLT_MAX)
+  constexpr float kMax = 88.72283f;   // ln(FLT_MAX)
   constexpr float kMin = -87.33654f;  // ln(FLT_MIN): below, 0 (no denormal arithmetic)
+  // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits: no floor() or
+  // float->int conversion, which GCC would not vectorise under the default -ftrapping-math.
+  constexpr float kRound = 12582912.0f;
   float xc = std::min(std::max(x, kMin), kMax);  // NaN passes through both
-  float n = std::floor(xc * kLog2e + 0.5f);     // n in [-126, 128]
+  float t = xc * kLog2e + kRound;
+  float n = t - kRound;  // n = round(x / ln2) in [-126, 128]
   float r = xc - n * kLn2Hi - n * kLn2Lo;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -61,7 +65,7 @@ inline float exp_vectorizable(float x) {
   p = p * r + 5.0000001201e-1f;
   float er = p * r * r + r + 1.0f;
   // 2^n as 2^h · 2^(n-h), both normal floats for every n in range.
-  int32_t ni = static_cast<int32_t>((n == n) ? n : 0.0f);  // defined even for NaN input
+  int32_t ni = static_cast<int32_t>(std::bit_cast<uint32_t>(t) - 0x4B400000u);
   int32_t h = ni >> 1;
   float two_h = std::bit_cast<float>(static_cast<uint32_t>(h + 127) << 23);
   float two_rest = std::bit_cast<float>(static_cast<uint32_t>(ni - h + 127) << 23);
@@ -80,18 +84,30 @@ inline A sigmoid_value(A x) {
 // f(x); `p` is pow's exponent (unused by the others).
 template <UnaryOp Op, class A>
 inline A unary_value(A x, A p) {
-  if constexpr (Op == UnaryOp::Exp) return exp_vectorizable(x);
-  else if constexpr (Op == UnaryOp::Log) return std::log(x);
-  else if constexpr (Op == UnaryOp::Sqrt) return std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Rsqrt) return A(1) / std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Tanh) return std::tanh(x);
-  else if constexpr (Op == UnaryOp::Sigmoid) return sigmoid_value(x);
-  else if constexpr (Op == UnaryOp::Silu) return x * sigmoid_value(x);
-  else if constexpr (Op == UnaryOp::Relu) return x > A(0) ? x : A(0);
-  else if constexpr (Op == UnaryOp::Abs) return std::abs(x);
-  else if constexpr (Op == UnaryOp::Square) return x * x;
-  else if constexpr (Op == UnaryOp::Pow) return std::pow(x, p);
-  else if constexpr (Op == UnaryOp::Gelu) return A(0.5) * x * (A(1) + std::erf(x * A(0.70710678118654752440)));
+  if constexpr (Op == UnaryOp::Exp)
+    return exp_vectorizable(x);
+  else if constexpr (Op == UnaryOp::Log)
+    return std::log(x);
+  else if constexpr (Op == UnaryOp::Sqrt)
+    return std::sqrt(x);
+  else if constexpr (Op == UnaryOp::Rsqrt)
+    return A(1) / std::sqrt(x);
+  else if constexpr (Op == UnaryOp::Tanh)
+    return std::tanh(x);
+  else if constexpr (Op == UnaryOp::Sigmoid)
+    return sigmoid_value(x);
+  else if constexpr (Op == UnaryOp::Silu)
+    return x * sigmoid_value(x);
+  else if constexpr (Op == UnaryOp::Relu)
+    return x > A(0) ? x : A(0);
+  else if constexpr (Op == UnaryOp::Abs)
+    return std::abs(x);
+  else if constexpr (Op == UnaryOp::Square)
+    return x * x;
+  else if constexpr (Op == UnaryOp::Pow)
+    return std::pow(x, p);
+  else if constexpr (Op == UnaryOp::Gelu)
+    return A(0.5) * x * (A(1) + std::erf(x * A(0.70710678118654752440)));
   else if constexpr (Op == UnaryOp::GeluTanh) {
     constexpr A kAlpha = A(0.7978845608028654);  // sqrt(2 / pi)
     return A(0.5) * x * (A(1) + std::tanh(kAlpha * (x + A(0.044715) * x * x * x)));
@@ -104,10 +120,14 @@ inline A unary_value(A x, A p) {
 // f'(x).
 template <UnaryOp Op, class A>
 inline A unary_derivative(A x, A p) {
-  if constexpr (Op == UnaryOp::Exp) return exp_vectorizable(x);
-  else if constexpr (Op == UnaryOp::Log) return A(1) / x;
-  else if constexpr (Op == UnaryOp::Sqrt) return A(0.5) / std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Rsqrt) return A(-0.5) / (x * std::sqrt(x));
+  if constexpr (Op == UnaryOp::Exp)
+    return exp_vectorizable(x);
+  else if constexpr (Op == UnaryOp::Log)
+    return A(1) / x;
+  else if constexpr (Op == UnaryOp::Sqrt)
+    return A(0.5) / std::sqrt(x);
+  else if constexpr (Op == UnaryOp::Rsqrt)
+    return A(-0.5) / (x * std::sqrt(x));
   else if constexpr (Op == UnaryOp::Tanh) {
     A t = std::tanh(x);
     return A(1) - t * t;
@@ -155,7 +175,8 @@ void unary_backward_kernel(const T* x, const T* g, T* gx, int64_t n, acc_t<T> p)
   using A = acc_t<T>;
   parallel_for(n, 1 << 14, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
-      gx[i] = static_cast<T>(static_cast<A>(g[i]) * unary_derivative<Op, A>(static_cast<A>(x[i]), p));
+      gx[i] =
+          static_cast<T>(static_cast<A>(g[i]) * unary_derivative<Op, A>(static_cast<A>(x[i]), p));
   });
 }
 
@@ -181,7 +202,8 @@ Tensor<T, D> unary_forward(const Tensor<T, D>& x, double param) {
   if constexpr (std::is_same_v<D, CPU>) {
     cpu::unary_kernel<Op>(src.data(), out.data(), out.numel(), static_cast<acc_t<T>>(param));
   } else {
-    MENTOR_CUDA_CALL(cuda::unary<Op>(src.data(), out.data(), out.numel(), static_cast<float>(param)));
+    MENTOR_CUDA_CALL(
+        cuda::unary<Op>(src.data(), out.data(), out.numel(), static_cast<float>(param)));
   }
   return out;
 }

@@ -3,20 +3,22 @@
 // convention), computed by Eigen's blocked GEMM kernel.
 //
 // Threading is done here rather than by Eigen: the rows (or columns) of C are cut into one
-// contiguous slab per thread and each thread runs a single-threaded Eigen GEMM on its slab. On the
-// 2-core AVX-512 machine this is measured ~10% faster than Eigen's own OpenMP GEMM at n = 512..2048
-// (its threads share packed panels and synchronise per block; independent slabs never wait on each
-// other), and it lets gemm_batched run whole matrices per thread instead. See
-// bench/bench_matmul.cpp.
+// contiguous slab per thread and each thread runs a single-threaded Eigen GEMM on its slab. The
+// slabs never wait on each other (Eigen's own OpenMP GEMM shares packed panels and synchronises per
+// block), which measured 5-10% faster at n = 512 and 1024 and on par at 2048 on the 2-core AVX-512
+// machine, and it lets gemm_batched run whole matrices per thread instead. Eigen 3.4's float
+// micro-kernel (3 x 16 rows by 4 columns on AVX-512) reaches ~85% of OpenBLAS's per core, which
+// bounds what any threading scheme here can reach; bench/bench_matmul.cpp measures both.
 
-// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics
-// (`__m512 __Y = __Y;` in _mm512_undefined_ps) when Eigen's product kernels inline them. GCC
-// decides from the pragma state at Eigen's template definitions, so it is silenced around the
-// include. This only helps when this is the first inclusion of Eigen
-// in the translation unit; otherwise the build needs -Wno-maybe-uninitialized.
+// GCC 12 reports a false -Wmaybe-uninitialized (-Wuninitialized at -O1 with sanitizers) inside its
+// own AVX-512 intrinsics (`__m512 __Y = __Y;` in _mm512_undefined_ps) when Eigen's product kernels
+// inline them. GCC decides from the pragma state at Eigen's template definitions, so both are
+// silenced around the include. This only helps when this is the first inclusion of Eigen in the
+// translation unit; otherwise the build needs -Wno-maybe-uninitialized -Wno-uninitialized.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <Eigen/Core>
 #if defined(__GNUC__) && !defined(__clang__)
@@ -43,8 +45,8 @@ template <class T>
 using RowMajorMap = Eigen::Map<RowMajorMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
 // Multiply-adds a thread must get before a parallel split pays for waking it. Equal to Eigen's own
-// kMinTaskSize, so whenever gemm stays serial Eigen's internal OpenMP heuristic stays serial too
-// and the two never both spawn teams.
+// kMinTaskSize, so gemm starts threads at the same product size Eigen's OpenMP GEMM would (and
+// below it, Eigen's internal heuristic stays serial too).
 inline constexpr double kMinMultiplyAddsPerThread = 50000.0;
 // Slabs are cut at multiples of this many rows/columns so each is a whole number of register tiles.
 inline constexpr int64_t kSlabAlignment = 16;

@@ -25,11 +25,11 @@ struct AllocatorStats {
   size_t cached_bytes = 0;          // reserved but free, waiting in the cache
   size_t peak_allocated_bytes = 0;  // since start or reset_peak_stats()
   size_t peak_reserved_bytes = 0;
-  uint64_t allocations = 0;    // allocate() calls with bytes > 0
-  uint64_t cache_hits = 0;     // of those, served from the cache
-  uint64_t device_mallocs = 0; // cudaMalloc calls
-  uint64_t device_frees = 0;   // cudaFree calls
-  uint64_t oom_retries = 0;    // times a failed cudaMalloc flushed the cache and retried
+  uint64_t allocations = 0;     // allocate() calls with bytes > 0
+  uint64_t cache_hits = 0;      // of those, served from the cache
+  uint64_t device_mallocs = 0;  // cudaMalloc calls
+  uint64_t device_frees = 0;    // cudaFree calls
+  uint64_t oom_retries = 0;     // times a failed cudaMalloc flushed the cache and retried
 };
 
 AllocatorStats allocator_stats();

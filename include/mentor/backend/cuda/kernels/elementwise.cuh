@@ -13,10 +13,14 @@ namespace mentor::cuda::kernels {
 
 template <BinaryOp Op>
 __device__ __forceinline__ float apply_binary(float a, float b) {
-  if constexpr (Op == BinaryOp::Add) return a + b;
-  else if constexpr (Op == BinaryOp::Sub) return a - b;
-  else if constexpr (Op == BinaryOp::Mul) return a * b;
-  else return a / b;
+  if constexpr (Op == BinaryOp::Add)
+    return a + b;
+  else if constexpr (Op == BinaryOp::Sub)
+    return a - b;
+  else if constexpr (Op == BinaryOp::Mul)
+    return a * b;
+  else
+    return a / b;
 }
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -24,18 +28,30 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 // f(x) in float, the formulas of cpu::unary_value.
 template <UnaryOp Op>
 __device__ __forceinline__ float unary_value(float x, float p) {
-  if constexpr (Op == UnaryOp::Exp) return expf(x);
-  else if constexpr (Op == UnaryOp::Log) return logf(x);
-  else if constexpr (Op == UnaryOp::Sqrt) return sqrtf(x);
-  else if constexpr (Op == UnaryOp::Rsqrt) return 1.0f / sqrtf(x);
-  else if constexpr (Op == UnaryOp::Tanh) return tanhf(x);
-  else if constexpr (Op == UnaryOp::Sigmoid) return sigmoid(x);
-  else if constexpr (Op == UnaryOp::Silu) return x * sigmoid(x);
-  else if constexpr (Op == UnaryOp::Relu) return x > 0.f ? x : 0.f;
-  else if constexpr (Op == UnaryOp::Abs) return fabsf(x);
-  else if constexpr (Op == UnaryOp::Square) return x * x;
-  else if constexpr (Op == UnaryOp::Pow) return powf(x, p);
-  else if constexpr (Op == UnaryOp::Gelu) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+  if constexpr (Op == UnaryOp::Exp)
+    return expf(x);
+  else if constexpr (Op == UnaryOp::Log)
+    return logf(x);
+  else if constexpr (Op == UnaryOp::Sqrt)
+    return sqrtf(x);
+  else if constexpr (Op == UnaryOp::Rsqrt)
+    return 1.0f / sqrtf(x);
+  else if constexpr (Op == UnaryOp::Tanh)
+    return tanhf(x);
+  else if constexpr (Op == UnaryOp::Sigmoid)
+    return sigmoid(x);
+  else if constexpr (Op == UnaryOp::Silu)
+    return x * sigmoid(x);
+  else if constexpr (Op == UnaryOp::Relu)
+    return x > 0.f ? x : 0.f;
+  else if constexpr (Op == UnaryOp::Abs)
+    return fabsf(x);
+  else if constexpr (Op == UnaryOp::Square)
+    return x * x;
+  else if constexpr (Op == UnaryOp::Pow)
+    return powf(x, p);
+  else if constexpr (Op == UnaryOp::Gelu)
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
   else if constexpr (Op == UnaryOp::GeluTanh) {
     constexpr float kAlpha = 0.7978845608028654f;
     return 0.5f * x * (1.0f + tanhf(kAlpha * (x + 0.044715f * x * x * x)));
@@ -48,10 +64,14 @@ __device__ __forceinline__ float unary_value(float x, float p) {
 // f'(x) in float, the formulas of cpu::unary_derivative.
 template <UnaryOp Op>
 __device__ __forceinline__ float unary_derivative(float x, float p) {
-  if constexpr (Op == UnaryOp::Exp) return expf(x);
-  else if constexpr (Op == UnaryOp::Log) return 1.0f / x;
-  else if constexpr (Op == UnaryOp::Sqrt) return 0.5f / sqrtf(x);
-  else if constexpr (Op == UnaryOp::Rsqrt) return -0.5f / (x * sqrtf(x));
+  if constexpr (Op == UnaryOp::Exp)
+    return expf(x);
+  else if constexpr (Op == UnaryOp::Log)
+    return 1.0f / x;
+  else if constexpr (Op == UnaryOp::Sqrt)
+    return 0.5f / sqrtf(x);
+  else if constexpr (Op == UnaryOp::Rsqrt)
+    return -0.5f / (x * sqrtf(x));
   else if constexpr (Op == UnaryOp::Tanh) {
     float t = tanhf(x);
     return 1.0f - t * t;
@@ -114,10 +134,12 @@ template <class T, class F>
 void launch_map(const T* a, const T* b, T* out, int64_t n, F f, const char* name) {
   if (n <= 0) return;
   constexpr int kThreads = 256;
-  const bool vector = is_aligned(a, 16) && is_aligned(out, 16) && (b == nullptr || is_aligned(b, 16));
+  const bool vector =
+      is_aligned(a, 16) && is_aligned(out, 16) && (b == nullptr || is_aligned(b, 16));
   if (vector) {
-    map_kernel<T, true><<<grid_blocks(ceil_div(n, Pack16<T>::kSize), kThreads), kThreads, 0,
-                          stream()>>>(a, b, out, n, f);
+    map_kernel<T, true>
+        <<<grid_blocks(ceil_div(n, Pack16<T>::kSize), kThreads), kThreads, 0, stream()>>>(a, b, out,
+                                                                                          n, f);
   } else {
     map_kernel<T, false><<<grid_blocks(n, kThreads), kThreads, 0, stream()>>>(a, b, out, n, f);
   }

@@ -23,9 +23,7 @@ struct RowGroup {
   __device__ static int lane() { return threadIdx.x % kGroup; }
   __device__ static int slot() { return threadIdx.x / kGroup; }
   // The row this group works on first, and the stride to its next one (grid-stride over rows).
-  __device__ static int64_t first_row() {
-    return int64_t(blockIdx.x) * kRowsPerBlock + slot();
-  }
+  __device__ static int64_t first_row() { return int64_t(blockIdx.x) * kRowsPerBlock + slot(); }
   __device__ static int64_t row_step() { return int64_t(gridDim.x) * kRowsPerBlock; }
 
   // Sum over the group; every member gets it. `scratch` is a block-shared array of 32 entries
@@ -83,7 +81,8 @@ __device__ __forceinline__ MaxSum max_sum_add(MaxSum a, float x) {
 __device__ __forceinline__ MaxSum warp_max_sum(MaxSum v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
-    MaxSum other{__shfl_xor_sync(0xffffffffu, v.m, offset), __shfl_xor_sync(0xffffffffu, v.s, offset)};
+    MaxSum other{__shfl_xor_sync(0xffffffffu, v.m, offset),
+                 __shfl_xor_sync(0xffffffffu, v.s, offset)};
     v = max_sum_merge(v, other);
   }
   return v;
@@ -108,15 +107,15 @@ __device__ __forceinline__ MaxSum group_max_sum(MaxSum v, MaxSum* scratch) {
 }  // namespace mentor::cuda
 
 // Launches kernel<32> or kernel<256> (template taking the group size first) for `rows` rows of n.
-#define MENTOR_LAUNCH_ROWS(kernel, n, rows, ...)                                                   \
-  do {                                                                                             \
-    if (::mentor::cuda::row_group_size(n) == 32) {                                                 \
-      kernel<32><<<::mentor::cuda::row_blocks<32>(rows), ::mentor::cuda::kRowBlockThreads, 0,       \
-                   ::mentor::cuda::stream()>>>(__VA_ARGS__);                                        \
-    } else {                                                                                       \
-      kernel<::mentor::cuda::kRowBlockThreads>                                                      \
-          <<<::mentor::cuda::row_blocks<::mentor::cuda::kRowBlockThreads>(rows),                    \
-             ::mentor::cuda::kRowBlockThreads, 0, ::mentor::cuda::stream()>>>(__VA_ARGS__);         \
-    }                                                                                              \
-    MENTOR_CUDA_CHECK_LAUNCH(#kernel);                                                             \
+#define MENTOR_LAUNCH_ROWS(kernel, n, rows, ...)                                              \
+  do {                                                                                        \
+    if (::mentor::cuda::row_group_size(n) == 32) {                                            \
+      kernel<32><<<::mentor::cuda::row_blocks<32>(rows), ::mentor::cuda::kRowBlockThreads, 0, \
+                   ::mentor::cuda::stream()>>>(__VA_ARGS__);                                  \
+    } else {                                                                                  \
+      kernel<::mentor::cuda::kRowBlockThreads>                                                \
+          <<<::mentor::cuda::row_blocks<::mentor::cuda::kRowBlockThreads>(rows),              \
+             ::mentor::cuda::kRowBlockThreads, 0, ::mentor::cuda::stream()>>>(__VA_ARGS__);   \
+    }                                                                                         \
+    MENTOR_CUDA_CHECK_LAUNCH(#kernel);                                                        \
   } while (0)

@@ -33,9 +33,7 @@ struct StridedGeometry {
       if (max_offset(a) >= (int64_t{1} << 31)) return false;
     return true;
   }
-  bool inner_contiguous(int operand) const {
-    return rank == 0 || strides[operand][rank - 1] == 1;
-  }
+  bool inner_contiguous(int operand) const { return rank == 0 || strides[operand][rank - 1] == 1; }
 };
 
 // Drops size-1 dimensions and merges a dimension into the next-inner one where every operand's

@@ -1,0 +1,378 @@
+#pragma once
+// MENTOR's multimodal encoder (modeling_llavat5.py LlavaT5ForConditionalGeneration, the
+// `multimodal_encoder` of MENTOR's GPT): reference images and the prompt become one T5-encoded
+// condition sequence.
+//
+//   1. each image -> CLIP vision tower -> hidden state `select_layer` (-2: penultimate) without
+//      the class token ("patch") -> [patches, clip_dim]            (vision_model.vision_tower.*)
+//   2. -> projector (mlp2x_gelu: clip_dim -> d_model -> d_model)   (language_projection.{0,2}.*)
+//   3. prompt ids -> T5 `shared` embeddings; the rows whose id is the <image> placeholder (32100)
+//      are replaced, in order, by the projected patch vectors of the batch's images, flattened
+//      image by image (each image's run of placeholders gets that image's vectors)
+//   4. -> T5 encoder with the prompt's attention mask -> last_hidden_state [B, L, d_model]
+//                                                                  (language_model.*)
+//   5. (decoder side) left_pad_condition: each sample's valid rows are moved to the END of a
+//      T-slot buffer (zeros before them) with a mask of the last n_valid slots, and
+//      condition_attention_mask builds the decoder's [B, 1, S, S] mask from that.
+//
+// Upstream differences, on purpose: upstream prints "shape mismatch" and silently truncates when
+// the number of placeholders differs from the number of projected vectors; here that is an error
+// naming both counts. Upstream also keeps only the last min(L, 512) prompt positions before the
+// encoder; its tokenizer always pads/truncates to 512 so that never cuts anything, and it is not
+// reproduced.
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mentor/core/error.hpp"
+#include "mentor/models/clip.hpp"
+#include "mentor/models/projector.hpp"
+#include "mentor/models/t5.hpp"
+#include "mentor/nn/module.hpp"
+#include "mentor/ops/shape_ops.hpp"
+
+namespace mentor::models {
+
+// LLaVA's mm_vision_select_feature: "patch" drops the class token, "cls_patch" keeps it.
+enum class VisionFeatureSelect { Patch, ClsPatch };
+
+struct MultimodalEncoderConfig {
+  CLIPVisionConfig vision = CLIPVisionConfig::vit_large_patch14();
+  T5Config text = T5Config::flan_t5_xl();
+  std::string projector_type = "mlp2x_gelu";
+  double projector_init_std = 0.02;
+  int64_t select_layer = -2;  // HF hidden_states index (MENTOR: the penultimate state)
+  VisionFeatureSelect select_feature = VisionFeatureSelect::Patch;
+  int64_t image_token_id = 32100;  // `<image>` added to the T5 tokenizer
+
+  // Vectors each image contributes (= placeholders per image in the prompt).
+  int64_t tokens_per_image() const {
+    return vision.num_patches() + (select_feature == VisionFeatureSelect::ClsPatch ? 1 : 0);
+  }
+  ProjectorConfig projector() const {
+    ProjectorConfig p;
+    p.type = projector_type;
+    p.in_features = vision.hidden_size;
+    p.out_features = text.d_model;
+    p.init_std = projector_init_std;
+    return p;
+  }
+
+  void validate() const {
+    vision.validate();
+    text.validate();
+    projector().validate();
+    MENTOR_CHECK(
+        select_layer >= -(vision.num_hidden_layers + 1) && select_layer <= vision.num_hidden_layers,
+        "MultimodalEncoderConfig: select_layer ", select_layer, " is not a hidden state of ", "a ",
+        vision.num_hidden_layers, "-layer vision tower");
+    MENTOR_CHECK(image_token_id >= 0 && image_token_id < text.vocab_size,
+                 "MultimodalEncoderConfig: image_token_id ", image_token_id,
+                 " is outside the T5 vocabulary of ", text.vocab_size);
+  }
+
+  // MENTOR's: CLIP ViT-L/14 (224 px, 256 patches), mlp2x_gelu 1024 -> 2048, FlanT5-XL encoder.
+  static MultimodalEncoderConfig mentor() { return MultimodalEncoderConfig{}; }
+
+  // {"vision_config": HF CLIPVisionConfig, "text_config": HF T5Config, "mm_projector_type",
+  //  "mm_vision_select_layer", "mm_vision_select_feature": "patch" | "cls_patch",
+  //  "image_token_id"}; missing keys keep MENTOR's values.
+  static MultimodalEncoderConfig from_json(const nlohmann::json& j) {
+    MENTOR_CHECK(j.is_object(), "MultimodalEncoderConfig::from_json: expected an object, got ",
+                 j.dump());
+    MultimodalEncoderConfig c;
+    try {
+      if (j.contains("vision_config"))
+        c.vision = CLIPVisionConfig::from_json(j.at("vision_config"));
+      if (j.contains("text_config")) c.text = T5Config::from_json(j.at("text_config"));
+      if (j.contains("mm_projector_type"))
+        c.projector_type = j.at("mm_projector_type").get<std::string>();
+      if (j.contains("projector_init_std"))
+        c.projector_init_std = j.at("projector_init_std").get<double>();
+      if (j.contains("mm_vision_select_layer"))
+        c.select_layer = j.at("mm_vision_select_layer").get<int64_t>();
+      if (j.contains("mm_vision_select_feature")) {
+        const std::string feature = j.at("mm_vision_select_feature").get<std::string>();
+        if (feature == "patch")
+          c.select_feature = VisionFeatureSelect::Patch;
+        else if (feature == "cls_patch")
+          c.select_feature = VisionFeatureSelect::ClsPatch;
+        else
+          throw Error(detail::concat("MultimodalEncoderConfig: mm_vision_select_feature '", feature,
+                                     "' is not patch or cls_patch"));
+      }
+      if (j.contains("image_token_id")) c.image_token_id = j.at("image_token_id").get<int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(
+          detail::concat("MultimodalEncoderConfig::from_json: ", e.what(), " in ", j.dump()));
+    }
+    c.validate();
+    return c;
+  }
+  nlohmann::json to_json() const {
+    return {{"vision_config", vision.to_json()},
+            {"text_config", text.to_json()},
+            {"mm_projector_type", projector_type},
+            {"projector_init_std", projector_init_std},
+            {"mm_vision_select_layer", select_layer},
+            {"mm_vision_select_feature",
+             select_feature == VisionFeatureSelect::Patch ? "patch" : "cls_patch"},
+            {"image_token_id", image_token_id}};
+  }
+};
+
+// The key prefixes of the three parts inside the multimodal encoder (MENTOR's names).
+inline const std::string kVisionTowerPrefix = "vision_model.vision_tower.vision_model.";
+inline const std::string kProjectorPrefix = "language_projection.";
+inline const std::string kLanguageModelPrefix = "language_model.";
+
+// Every parameter (names relative to the multimodal encoder) and shape, in named_parameters()
+// order.
+inline std::vector<std::pair<std::string, Shape>> multimodal_encoder_parameter_shapes(
+    const MultimodalEncoderConfig& c) {
+  c.validate();
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (auto& [name, shape] : clip_vision_parameter_shapes(c.vision))
+    shapes.emplace_back(kVisionTowerPrefix + name, shape);
+  for (auto& [name, shape] : projector_parameter_shapes(c.projector()))
+    shapes.emplace_back(kProjectorPrefix + name, shape);
+  for (auto& [name, shape] : t5_encoder_parameter_shapes(c.text))
+    shapes.emplace_back(kLanguageModelPrefix + name, shape);
+  return shapes;
+}
+
+// ---- the splice -------------------------------------------------------------------------------
+
+// embeds [B, L, C] with the rows at input_ids == image_token_id replaced, in row-major (b, t)
+// order, by the rows of `features` ([N, P, C] image by image, or already flat [N*P, C]).
+// Differentiable in both embeds and features. The number of placeholders must equal the number of
+// feature rows (else an Error names both counts and the placeholders per sample).
+template <FloatingElement T, class D>
+Tensor<T, D> splice_image_features(const Tensor<T, D>& embeds, const Tensor<int64_t, D>& input_ids,
+                                   const Tensor<T, D>& features, int64_t image_token_id) {
+  MENTOR_CHECK_SHAPE(embeds.dim() == 3 && input_ids.dim() == 2 &&
+                         input_ids.size(0) == embeds.size(0) && input_ids.size(1) == embeds.size(1),
+                     "splice_image_features: embeds ", embeds.shape().str(), " and input_ids ",
+                     input_ids.shape().str(), " are not [B, L, C] and [B, L]");
+  const int64_t batch = embeds.size(0), length = embeds.size(1), channels = embeds.size(2);
+  int64_t rows = 0;
+  Tensor<T, D> flat;
+  if (features.defined()) {
+    MENTOR_CHECK_SHAPE(
+        (features.dim() == 2 || features.dim() == 3) && features.size(-1) == channels,
+        "splice_image_features: features ", features.shape().str(), " are not [images, tokens, ",
+        channels, "] or [rows, ", channels, "]");
+    rows = features.numel() / channels;
+    flat = features.reshape({rows, channels});
+  }
+  const std::vector<int64_t> ids = input_ids.template to<CPU>().to_vector();
+  std::vector<int64_t> source(ids.size(), 0);
+  std::vector<bool> is_image(ids.size(), false);
+  std::vector<int64_t> per_sample(static_cast<size_t>(batch), 0);
+  int64_t placeholders = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] != image_token_id) continue;
+    is_image[i] = true;
+    source[i] = placeholders++;
+    ++per_sample[i / static_cast<size_t>(length)];
+  }
+  if (placeholders != rows) {
+    std::string counts;
+    for (size_t b = 0; b < per_sample.size(); ++b)
+      counts += (b ? ", " : "") + std::to_string(per_sample[b]);
+    throw Error(detail::concat(
+        "splice_image_features: the prompts hold ", placeholders, " <image> placeholders (id ",
+        image_token_id, "; per sample: ", counts, ") but the images give ", rows, " feature rows",
+        features.defined() ? " (features " + features.shape().str() + ")" : "",
+        ": every image needs exactly one placeholder per feature vector"));
+  }
+  if (placeholders == 0) return embeds;
+  Tensor<int64_t, D> source_rows =
+      Tensor<int64_t, CPU>::from_vector(source, Shape{batch * length}).template to<D>();
+  Tensor<bool, D> image_rows =
+      Tensor<bool, CPU>::from_vector(is_image, Shape{batch, length, 1}).template to<D>();
+  Tensor<T, D> gathered = index_select(flat, 0, source_rows).view({batch, length, channels});
+  return where(image_rows, gathered, embeds);
+}
+
+// ---- the left-padded condition prefix
+// -------------------------------------------------------------
+
+template <class T, class D>
+struct ConditionPrefix {
+  Tensor<T, D> embeddings;  // [B, T, C]: valid rows at the end, zeros before
+  Tensor<bool, D> mask;     // [B, T]: true for the last n_valid slots (upstream emb_mask)
+};
+
+// Repacks encoder output hidden [B, L, C] with its attention mask [B, L] (true = real token) into a
+// T-slot left-padded prefix: sample b's valid rows, in order, fill the last n_b slots (n_b =
+// min(valid count, T): upstream keeps the first T when there are more), zeros elsewhere. For the
+// right-padded prompts the tokenizer gives, the valid rows are the first n_b rows, as upstream
+// copies them. Differentiable in hidden.
+template <FloatingElement T, class D>
+ConditionPrefix<T, D> left_pad_condition(const Tensor<T, D>& hidden,
+                                         const Tensor<bool, D>& attention_mask, int64_t slots) {
+  MENTOR_CHECK_SHAPE(hidden.dim() == 3, "left_pad_condition: hidden ", hidden.shape().str(),
+                     " is not [B, L, C]");
+  const int64_t batch = hidden.size(0), length = hidden.size(1), channels = hidden.size(2);
+  MENTOR_CHECK_SHAPE(
+      !attention_mask.defined() || (attention_mask.dim() == 2 && attention_mask.size(0) == batch &&
+                                    attention_mask.size(1) == length),
+      "left_pad_condition: attention_mask ", attention_mask.shape().str(),
+      " does not match hidden ", hidden.shape().str());
+  MENTOR_CHECK(slots > 0, "left_pad_condition: slots ", slots, " must be positive");
+  std::vector<bool> valid(static_cast<size_t>(batch * length), true);
+  if (attention_mask.defined()) valid = attention_mask.template to<CPU>().to_vector();
+  const int64_t zero_row = batch * length;  // index of the appended zero row
+  std::vector<int64_t> source(static_cast<size_t>(batch * slots), zero_row);
+  std::vector<bool> mask(static_cast<size_t>(batch * slots), false);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<int64_t> rows;
+    for (int64_t t = 0; t < length; ++t)
+      if (valid[static_cast<size_t>(b * length + t)]) rows.push_back(b * length + t);
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(rows.size()), slots);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto slot = static_cast<size_t>(b * slots + slots - n + i);
+      source[slot] = rows[static_cast<size_t>(i)];
+      mask[slot] = true;
+    }
+  }
+  Tensor<T, D> table = concat(std::vector<Tensor<T, D>>{hidden.reshape({batch * length, channels}),
+                                                        Tensor<T, D>::zeros({1, channels})},
+                              0);
+  Tensor<int64_t, D> ids =
+      Tensor<int64_t, CPU>::from_vector(source, Shape{batch * slots}).template to<D>();
+  ConditionPrefix<T, D> out;
+  out.embeddings = index_select(table, 0, ids).view({batch, slots, channels});
+  out.mask = Tensor<bool, CPU>::from_vector(mask, Shape{batch, slots}).template to<D>();
+  return out;
+}
+
+// The decoder's attention mask for a left-padded prefix emb_mask [B, T] followed by image_tokens
+// positions: [B, 1, S, S] with S = T + image_tokens, causal, the columns of padded prefix slots off
+// for every row, and the diagonal on (so padded rows attend to themselves), as MENTOR's
+// Transformer.forward builds it (its [:-1, :-1] cut of the T + block_size mask).
+template <class D>
+Tensor<bool, D> condition_attention_mask(const Tensor<bool, D>& emb_mask, int64_t image_tokens) {
+  MENTOR_CHECK_SHAPE(emb_mask.dim() == 2, "condition_attention_mask: emb_mask ",
+                     emb_mask.shape().str(), " is not [B, T]");
+  MENTOR_CHECK(image_tokens >= 0, "condition_attention_mask: image_tokens ", image_tokens,
+               " is negative");
+  const int64_t batch = emb_mask.size(0), prefix = emb_mask.size(1), seq = prefix + image_tokens;
+  const std::vector<bool> valid = emb_mask.template to<CPU>().to_vector();
+  std::vector<bool> m(static_cast<size_t>(batch * seq * seq), false);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < seq; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        const bool column_on = j >= prefix || valid[static_cast<size_t>(b * prefix + j)];
+        m[static_cast<size_t>((b * seq + i) * seq + j)] = column_on || i == j;
+      }
+  return Tensor<bool, CPU>::from_vector(m, Shape{batch, 1, seq, seq}).template to<D>();
+}
+
+// pixel_values [B, M, C, H, W] with img_mask [B, M] (true = a real image) -> the real images
+// [N, C, H, W] in row-major (b, m) order (upstream pixel_values[img_mask.bool()]).
+template <FloatingElement T, class D>
+Tensor<T, D> select_images(const Tensor<T, D>& pixel_values, const Tensor<bool, D>& img_mask) {
+  MENTOR_CHECK_SHAPE(pixel_values.dim() == 5 && img_mask.dim() == 2 &&
+                         img_mask.size(0) == pixel_values.size(0) &&
+                         img_mask.size(1) == pixel_values.size(1),
+                     "select_images: pixel_values ", pixel_values.shape().str(), " and img_mask ",
+                     img_mask.shape().str(), " are not [B, M, C, H, W] and [B, M]");
+  const std::vector<bool> keep = img_mask.template to<CPU>().to_vector();
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (keep[i]) ids.push_back(static_cast<int64_t>(i));
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const Shape& s = pixel_values.shape();
+  Tensor<T, D> flat = pixel_values.reshape({s[0] * s[1], s[2], s[3], s[4]});
+  if (n == 0) return Tensor<T, D>::zeros({0, s[2], s[3], s[4]});
+  return index_select(flat, 0, Tensor<int64_t, CPU>::from_vector(ids, Shape{n}).template to<D>());
+}
+
+// ---- modules ------------------------------------------------------------------------------------
+
+// MENTOR's clip_encoder.CLIPVisionTower: holds the HF CLIPVisionModel as `vision_tower` and picks
+// the configured hidden state and feature set. MENTOR freezes it and runs it without gradients.
+template <FloatingElement T, class D = CPU>
+class CLIPVisionTower : public nn::Module<T, D> {
+ public:
+  CLIPVisionTower() = default;
+  CLIPVisionTower(const MultimodalEncoderConfig& c, Generator& gen)
+      : vision_tower(c.vision, gen),
+        select_layer(c.select_layer),
+        select_feature(c.select_feature) {}
+
+  // images [N, C, H, W] -> [N, tokens_per_image, clip_dim].
+  Tensor<T, D> operator()(const Tensor<T, D>& images) const {
+    Tensor<T, D> h = vision_tower.vision_model.hidden_state(images, select_layer);
+    return select_feature == VisionFeatureSelect::Patch ? h.narrow(1, 1, h.size(1) - 1) : h;
+  }
+  void visit(nn::Visitor<T, D>& v) override { v.child("vision_tower", vision_tower); }
+
+  CLIPVisionModel<T, D> vision_tower;
+  int64_t select_layer = -2;
+  VisionFeatureSelect select_feature = VisionFeatureSelect::Patch;
+};
+
+template <FloatingElement T, class D = CPU>
+class MultimodalEncoder : public nn::Module<T, D> {
+ public:
+  MultimodalEncoder(const MultimodalEncoderConfig& config, Generator& gen)
+      : config_((config.validate(), config)),
+        vision_model(config, gen),
+        language_projection(config.projector(), gen),
+        language_model(config.text, gen) {}
+
+  const MultimodalEncoderConfig& config() const { return config_; }
+
+  // images [N, C, H, W] -> projected features [N, tokens_per_image, d_model]. The vision tower
+  // runs without recording gradients while none of its parameters is trainable (MENTOR's frozen
+  // tower under no_grad), so its activations are not kept.
+  Tensor<T, D> image_features(const Tensor<T, D>& images) {
+    std::optional<NoGradGuard> no_grad;
+    if (!vision_trainable()) no_grad.emplace();
+    Tensor<T, D> patches = vision_model(images);
+    no_grad.reset();
+    return language_projection(patches);
+  }
+
+  // input_ids [B, L], attention_mask [B, L] (true = real token; undefined = all real), images
+  // [N, C, H, W] (undefined or N = 0: text only) -> T5 last_hidden_state [B, L, d_model].
+  Tensor<T, D> operator()(const Tensor<int64_t, D>& input_ids,
+                          const Tensor<bool, D>& attention_mask, const Tensor<T, D>& images = {}) {
+    Tensor<T, D> embeds = language_model.embed(input_ids);
+    Tensor<T, D> features;
+    if (images.defined() && images.size(0) > 0) features = image_features(images);
+    embeds = splice_image_features(embeds, input_ids, features, config_.image_token_id);
+    return language_model.forward_embeds(embeds, attention_mask);
+  }
+
+  // Whether any vision-tower parameter is trainable.
+  bool vision_trainable() {
+    for (auto& [name, t] : vision_model.named_parameters())
+      if (t->requires_grad()) return true;
+    return false;
+  }
+
+  void visit(nn::Visitor<T, D>& v) override {
+    v.child("vision_model", vision_model);
+    v.child("language_projection", language_projection);
+    v.child("language_model", language_model);
+  }
+
+ private:
+  MultimodalEncoderConfig config_;
+
+ public:
+  CLIPVisionTower<T, D> vision_model;
+  Projector<T, D> language_projection;
+  T5EncoderModel<T, D> language_model;
+};
+
+}  // namespace mentor::models

@@ -1,0 +1,140 @@
+#pragma once
+// Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_): n = √(Σ over every gradient of
+// Σ g²); every gradient is multiplied by min(1, max_norm / (n + 1e-6)). Parameters without a
+// gradient are ignored. The norm is returned before clipping (what training logs report).
+//
+// On the CPU the sum of squares is accumulated in double over fixed 64Ki-element chunks whose
+// partial sums are added in order, so the result does not depend on the number of threads.
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/core/error.hpp"
+#include "mentor/core/tensor.hpp"
+#include "mentor/ops/elementwise.hpp"
+#if defined(MENTOR_WITH_CUDA)
+#include "mentor/backend/cuda/fused.hpp"
+#endif
+
+namespace mentor::train {
+
+namespace detail {
+
+template <class T>
+double sum_of_squares_cpu(const T* data, int64_t n) {
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
+  cpu::parallel_for(chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      double acc = 0.0;
+      for (int64_t i = lo; i < hi; ++i) {
+        const double x = static_cast<double>(static_cast<acc_t<T>>(data[i]));
+        acc += x * x;
+      }
+      partial[static_cast<size_t>(c)] = acc;
+    }
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+}  // namespace detail
+
+// Σ g² over the defined gradients of `params`, in double.
+template <class T, class D>
+double grad_sum_of_squares(const std::vector<Tensor<T, D>*>& params) {
+  double total = 0.0;
+  if constexpr (std::is_same_v<D, CPU>) {
+    for (Tensor<T, D>* p : params) {
+      MENTOR_CHECK(p != nullptr, "grad_norm: null parameter");
+      Tensor<T, D> g = p->grad();
+      if (!g.defined()) continue;
+      Tensor<T, D> c = g.contiguous_nograd();
+      total += detail::sum_of_squares_cpu(c.data(), c.numel());
+    }
+  } else {
+#if defined(MENTOR_WITH_CUDA)
+    std::vector<Tensor<T, D>> keep;
+    std::vector<const T*> pointers;
+    std::vector<int64_t> numels;
+    for (Tensor<T, D>* p : params) {
+      MENTOR_CHECK(p != nullptr, "grad_norm: null parameter");
+      Tensor<T, D> g = p->grad();
+      if (!g.defined()) continue;
+      keep.push_back(g.contiguous_nograd());
+      pointers.push_back(keep.back().data());
+      numels.push_back(keep.back().numel());
+    }
+    if (pointers.empty()) return 0.0;
+    Tensor<float, D> out = Tensor<float, D>::zeros(Shape{1});
+    cuda::squared_norm_multi_tensor<T>(pointers, numels, out.data());
+    total = static_cast<double>(out.item());
+#else
+    throw Error("grad_norm: mentor was built without the CUDA backend");
+#endif
+  }
+  return total;
+}
+
+// The global L2 norm of the defined gradients.
+template <class T, class D>
+double grad_norm(const std::vector<Tensor<T, D>*>& params) {
+  return std::sqrt(grad_sum_of_squares(params));
+}
+
+// Multiplies every defined gradient by `factor` in place (the gradient tensors are owned by their
+// parameters: autograd never shares a leaf's accumulated gradient).
+template <class T, class D>
+void scale_grads(const std::vector<Tensor<T, D>*>& params, double factor) {
+  if (factor == 1.0) return;
+  NoGradGuard no_grad;
+  for (Tensor<T, D>* p : params) {
+    Tensor<T, D> g = p->grad();
+    if (!g.defined()) continue;
+    if constexpr (std::is_same_v<D, CPU>) {
+      if (g.is_contiguous() && g.storage().use_count() <= 2) {  // the slot's and ours
+        using A = acc_t<T>;
+        const A f = static_cast<A>(factor);
+        T* data = g.data();
+        cpu::parallel_for(g.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i)
+            data[i] = convert_element<T>(static_cast<A>(data[i]) * f);
+        });
+        continue;
+      }
+    }
+    p->set_grad(mul_scalar(g, factor));
+  }
+}
+
+// Clips the gradients to a global L2 norm of max_norm (torch's coefficient min(1, max/(n+1e-6)))
+// and returns the norm before clipping. max_norm <= 0 disables clipping (the norm is still
+// computed). A non-finite norm leaves the gradients untouched (the caller decides what to do).
+template <class T, class D>
+double clip_grad_norm(const std::vector<Tensor<T, D>*>& params, double max_norm) {
+  const double norm = grad_norm(params);
+  if (max_norm > 0 && std::isfinite(norm)) {
+    const double coefficient = max_norm / (norm + 1e-6);
+    if (coefficient < 1.0) scale_grads(params, coefficient);
+  }
+  return norm;
+}
+
+// Pointers of a named list, for the functions above.
+template <class T, class D>
+std::vector<Tensor<T, D>*> tensor_pointers(
+    const std::vector<std::pair<std::string, Tensor<T, D>*>>& named) {
+  std::vector<Tensor<T, D>*> out;
+  out.reserve(named.size());
+  for (const auto& [name, tensor] : named) out.push_back(tensor);
+  return out;
+}
+
+}  // namespace mentor::train
