@@ -49,8 +49,14 @@ if [[ $PREPARE -eq 1 ]]; then
     echo "device-check --prepare: $SRC not found" >&2
     exit 1
   fi
-  mkdir -p "$CARRY"
+  mkdir -p "$CARRY/include"
   cp "$SRC" "$CARRY/torch_ref.py"
+  # The GPU machine lacks stb, nlohmann-json and CLI11 (shared/device/README.md): bring Debian's
+  # header-only packages along in the git-ignored carry folder (MENTOR_EXTRA_INCLUDE).
+  for dir in stb nlohmann CLI; do
+    cp -r "/usr/include/$dir" "$CARRY/include/" 2>/dev/null ||
+      echo "device-check --prepare: /usr/include/$dir missing (run tools/setup.sh)" >&2
+  done
   echo "device-check --prepare: copied torch_ref.py into $CARRY (git-ignored; carry it to the GPU machine)"
   exit 0
 fi
@@ -77,7 +83,8 @@ if want build; then
   # Eigen is visible to the CUDA sources too (op headers include the CPU backend).
   if cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_CUDA_ARCHITECTURES=90 -DMENTOR_CUDA=ON -DMENTOR_WERROR=OFF \
-      -DCMAKE_CUDA_FLAGS="-isystem=/usr/include/eigen3" >"$LOG_DIR/configure.log" 2>&1; then
+      -DMENTOR_EXTRA_INCLUDE="$CARRY/include" \
+      >"$LOG_DIR/configure.log" 2>&1; then
     # -k 0: a target that fails (say, a missing third-party header) does not stop the others.
     if cmake --build "$BUILD_DIR" -j "$JOBS" -- -k 0 >"$LOG_DIR/build.log" 2>&1; then
       note "build: ok ($((SECONDS - start)) s)"
