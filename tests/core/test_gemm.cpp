@@ -317,12 +317,14 @@ TEST_CASE("parallel_for covers the range exactly once", "[parallel]") {
     for (const int64_t grain : {int64_t{1}, int64_t{3}, int64_t{5000}}) {
       CAPTURE(threads, n, grain);
       std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
-      std::atomic<int> calls{0};
+      std::atomic<int> calls{0}, empty_chunks{0};
+      // Catch assertions are not thread-safe: chunks only count, the test thread checks.
       mentor::cpu::parallel_for(n, grain, [&](int64_t begin, int64_t end) {
-        REQUIRE(begin < end);  // Catch assertions are not thread-safe, but this only fails once
+        if (begin >= end) empty_chunks.fetch_add(1);
         calls.fetch_add(1);
         for (int64_t i = begin; i < end; ++i) hits[static_cast<std::size_t>(i)].fetch_add(1);
       });
+      REQUIRE(empty_chunks.load() == 0);
       for (const auto& h : hits) REQUIRE(h.load() == 1);
       // At most one chunk per thread, each at least `grain` long (except a lone short range).
       REQUIRE(calls.load() <= std::max<int64_t>(1, std::min<int64_t>(threads, n / grain)));
@@ -348,6 +350,11 @@ TEST_CASE("parallel_for rethrows a chunk's exception after all chunks finish", "
     for (int64_t i = begin; i < end; ++i) sum.fetch_add(i);
   });
   REQUIRE(sum.load() == 4950);
+  // Resizing the pool from inside one of its chunks would deadlock, so it throws instead.
+  REQUIRE_THROWS_AS(
+      mentor::cpu::parallel_for(2, 1, [](int64_t, int64_t) { mentor::cpu::set_num_threads(3); }),
+      mentor::Error);
+  REQUIRE(mentor::cpu::num_threads() == 2);
 }
 
 TEST_CASE("parallel_for nested and from concurrent threads", "[parallel]") {
@@ -355,8 +362,9 @@ TEST_CASE("parallel_for nested and from concurrent threads", "[parallel]") {
   mentor::cpu::set_num_threads(2);
   SECTION("a nested call runs serially inside its chunk") {
     std::vector<std::atomic<int>> hits(64);
+    std::atomic<int> chunks_outside_region{0};
     mentor::cpu::parallel_for(4, 1, [&](int64_t outer_begin, int64_t outer_end) {
-      REQUIRE(mentor::cpu::in_parallel_region());
+      if (!mentor::cpu::in_parallel_region()) chunks_outside_region.fetch_add(1);
       for (int64_t outer = outer_begin; outer < outer_end; ++outer) {
         mentor::cpu::parallel_for(16, 1, [&](int64_t begin, int64_t end) {
           for (int64_t i = begin; i < end; ++i) {
@@ -366,6 +374,7 @@ TEST_CASE("parallel_for nested and from concurrent threads", "[parallel]") {
       }
     });
     for (const auto& h : hits) REQUIRE(h.load() == 1);
+    REQUIRE(chunks_outside_region.load() == 0);
     REQUIRE_FALSE(mentor::cpu::in_parallel_region());
   }
   SECTION("callers on several threads each get their whole range done") {

@@ -31,6 +31,8 @@
 #include <omp.h>
 #endif
 
+#include "mentor/core/error.hpp"
+
 namespace mentor::cpu {
 
 namespace detail {
@@ -100,9 +102,11 @@ class ThreadPool {
  public:
   using ChunkFunction = void (*)(void* context, int64_t chunk);
 
+  // Never destroyed: its threads sleep through program exit, and code running in static
+  // destructors can still call parallel_for.
   static ThreadPool& instance() {
-    static ThreadPool pool;
-    return pool;
+    static ThreadPool* const pool = new ThreadPool();
+    return *pool;
   }
 
   ThreadPool(const ThreadPool&) = delete;
@@ -113,6 +117,9 @@ class ThreadPool {
   int size() const { return size_.load(std::memory_order_relaxed); }
 
   void resize(int threads) {
+    // The caller of the running job holds job_mutex_, so a chunk resizing would deadlock.
+    MENTOR_CHECK(!inside_parallel_for, "mentor::cpu::set_num_threads(", threads,
+                 ") called inside a parallel_for chunk");
     threads = std::max(1, threads);
     const std::lock_guard<std::mutex> lock(job_mutex_);
     if (threads == size()) return;
@@ -160,7 +167,10 @@ class ThreadPool {
   void start_workers(int count) {
     stopping_.store(false, std::memory_order_relaxed);
     workers_.reserve(static_cast<std::size_t>(count));
-    for (int i = 0; i < count; ++i) workers_.emplace_back([this] { worker_loop(); });
+    // The signal value is read here, not on the new thread, so a stop or job signalled before the
+    // thread first runs is still seen as new.
+    const uint32_t signal = job_signal_.load(std::memory_order_acquire);
+    for (int i = 0; i < count; ++i) workers_.emplace_back([this, signal] { worker_loop(signal); });
     size_.store(count + 1, std::memory_order_relaxed);
   }
 
@@ -198,8 +208,7 @@ class ThreadPool {
     inside_parallel_for = false;
   }
 
-  void worker_loop() {
-    uint32_t seen_signal = job_signal_.load(std::memory_order_acquire);
+  void worker_loop(uint32_t seen_signal) {
     for (;;) {
       spin_then_sleep(job_signal_, kWorkerSpin,
                       [&] { return job_signal_.load(std::memory_order_acquire) == seen_signal; });
@@ -228,7 +237,7 @@ class ThreadPool {
 inline int num_threads() { return detail::ThreadPool::instance().size(); }
 
 // Sets the thread count of parallel_for and of OpenMP regions started from this thread (values < 1
-// mean 1). Not to be called from inside a parallel_for chunk.
+// mean 1). Throws mentor::Error when called from inside a parallel_for chunk.
 inline void set_num_threads(int threads) {
   threads = std::max(1, threads);
   detail::ThreadPool::instance().resize(threads);
@@ -255,7 +264,7 @@ template <class F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  const int64_t chunks = std::min<int64_t>(num_threads(), (n + grain - 1) / grain);
+  const int64_t chunks = std::min<int64_t>(num_threads(), n / grain);
   if (chunks <= 1 || in_parallel_region()) {
     f(int64_t{0}, n);
     return;
