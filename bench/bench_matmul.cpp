@@ -32,7 +32,7 @@
 #include <fstream>
 #endif
 
-#include "mentor/backend/cpu/gemm.hpp"
+#include "mentor/backend/cpu/gemm.hpp"  // also brings Eigen/Core (Eigen::setNbThreads)
 #include "mentor/backend/cpu/parallel.hpp"
 
 #ifdef MENTOR_HAVE_OPENBLAS
@@ -258,8 +258,9 @@ int threads_from_environment() {
 
 int main(int argc, char** argv) {
   const int threads = threads_from_environment();
-  // The same count for both: mentor's pool (and OpenMP, which it also sets) and OpenBLAS.
+  // The same count for everyone: mentor's own split, Eigen's internal OpenMP, and OpenBLAS.
   mentor::cpu::set_num_threads(threads);
+  Eigen::setNbThreads(threads);
 #ifdef MENTOR_HAVE_OPENBLAS
   openblas_set_num_threads(threads);
   benchmark::AddCustomContext("openblas", "linked");

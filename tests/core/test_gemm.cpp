@@ -1,16 +1,12 @@
 // mentor::cpu::gemm / gemm_batched against a naive double-precision triple loop: every transpose
 // combination, odd sizes that leave partial register tiles and uneven thread slabs, padded leading
 // dimensions (whose padding must stay untouched), alpha/beta variants, beta = 0 over NaN, and
-// batches with broadcast (stride 0) operands. Each case runs with 1 and 2 threads. Also the
-// parallel_for it runs on (parallel.hpp): exact coverage, exceptions, nesting, concurrent callers.
+// batches with broadcast (stride 0) operands. Each case runs with 1 and 2 threads.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
-#include <stdexcept>
-#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -304,98 +300,6 @@ TEMPLATE_TEST_CASE("gemm_batched matches per-matrix references", "[gemm]", float
           }
         }
       }
-    }
-  }
-}
-
-TEST_CASE("parallel_for covers the range exactly once", "[parallel]") {
-  ThreadCountGuard guard;
-  const int threads = GENERATE(1, 2, 3, 8);
-  mentor::cpu::set_num_threads(threads);
-  REQUIRE(mentor::cpu::num_threads() == threads);
-  for (const int64_t n : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{7}, int64_t{1000}}) {
-    for (const int64_t grain : {int64_t{1}, int64_t{3}, int64_t{5000}}) {
-      CAPTURE(threads, n, grain);
-      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
-      std::atomic<int> calls{0}, empty_chunks{0};
-      // Catch assertions are not thread-safe: chunks only count, the test thread checks.
-      mentor::cpu::parallel_for(n, grain, [&](int64_t begin, int64_t end) {
-        if (begin >= end) empty_chunks.fetch_add(1);
-        calls.fetch_add(1);
-        for (int64_t i = begin; i < end; ++i) hits[static_cast<std::size_t>(i)].fetch_add(1);
-      });
-      REQUIRE(empty_chunks.load() == 0);
-      for (const auto& h : hits) REQUIRE(h.load() == 1);
-      // At most one chunk per thread, each at least `grain` long (except a lone short range).
-      REQUIRE(calls.load() <= std::max<int64_t>(1, std::min<int64_t>(threads, n / grain)));
-    }
-  }
-}
-
-TEST_CASE("parallel_for rethrows a chunk's exception after all chunks finish", "[parallel]") {
-  ThreadCountGuard guard;
-  mentor::cpu::set_num_threads(2);
-  std::atomic<int> finished{0};
-  REQUIRE_THROWS_WITH(mentor::cpu::parallel_for(2, 1,
-                                                [&](int64_t begin, int64_t) {
-                                                  if (begin == 0)
-                                                    throw std::runtime_error("chunk 0");
-                                                  finished.fetch_add(1);
-                                                }),
-                      "chunk 0");
-  REQUIRE(finished.load() == 1);
-  // The pool is usable afterwards.
-  std::atomic<int64_t> sum{0};
-  mentor::cpu::parallel_for(100, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) sum.fetch_add(i);
-  });
-  REQUIRE(sum.load() == 4950);
-  // Resizing the pool from inside one of its chunks would deadlock, so it throws instead.
-  REQUIRE_THROWS_AS(
-      mentor::cpu::parallel_for(2, 1, [](int64_t, int64_t) { mentor::cpu::set_num_threads(3); }),
-      mentor::Error);
-  REQUIRE(mentor::cpu::num_threads() == 2);
-}
-
-TEST_CASE("parallel_for nested and from concurrent threads", "[parallel]") {
-  ThreadCountGuard guard;
-  mentor::cpu::set_num_threads(2);
-  SECTION("a nested call runs serially inside its chunk") {
-    std::vector<std::atomic<int>> hits(64);
-    std::atomic<int> chunks_outside_region{0};
-    mentor::cpu::parallel_for(4, 1, [&](int64_t outer_begin, int64_t outer_end) {
-      if (!mentor::cpu::in_parallel_region()) chunks_outside_region.fetch_add(1);
-      for (int64_t outer = outer_begin; outer < outer_end; ++outer) {
-        mentor::cpu::parallel_for(16, 1, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            hits[static_cast<std::size_t>(outer * 16 + i)].fetch_add(1);
-          }
-        });
-      }
-    });
-    for (const auto& h : hits) REQUIRE(h.load() == 1);
-    REQUIRE(chunks_outside_region.load() == 0);
-    REQUIRE_FALSE(mentor::cpu::in_parallel_region());
-  }
-  SECTION("callers on several threads each get their whole range done") {
-    // One caller holds the pool; the others run their range themselves. Either way every call
-    // must cover its own range exactly once.
-    constexpr int kCallers = 4, kRounds = 200;
-    std::vector<std::vector<int>> results(kCallers, std::vector<int>(256, 0));
-    std::vector<std::thread> callers;
-    for (int t = 0; t < kCallers; ++t) {
-      callers.emplace_back([&, t] {
-        auto& mine = results[static_cast<std::size_t>(t)];
-        for (int round = 0; round < kRounds; ++round) {
-          mentor::cpu::parallel_for(256, 1, [&](int64_t begin, int64_t end) {
-            for (int64_t i = begin; i < end; ++i) mine[static_cast<std::size_t>(i)] += 1;
-          });
-        }
-      });
-    }
-    for (auto& caller : callers) caller.join();
-    for (const auto& mine : results) {
-      for (const int count : mine) REQUIRE(count == kRounds);
     }
   }
 }

@@ -3,13 +3,12 @@
 // convention), computed by Eigen's blocked GEMM kernel.
 //
 // Threading is done here rather than by Eigen: the rows (or columns) of C are cut into one
-// contiguous slab per thread and each thread runs a single-threaded Eigen GEMM on its slab, through
-// parallel_for (parallel.hpp, which explains why that is not OpenMP). The slabs never wait on each
-// other (Eigen's own OpenMP GEMM shares packed panels and synchronises per block, spinning), which
-// measured 5-10% faster at n = 512 and 1024 and on par at 2048 on the 2-core AVX-512 machine, and
-// it lets gemm_batched run whole matrices per thread instead. Eigen 3.4's float micro-kernel
-// (3 x 16 rows by 4 columns on AVX-512) reaches ~85% of OpenBLAS's per core, which bounds what any
-// threading scheme here can reach; bench/bench_matmul.cpp measures both.
+// contiguous slab per thread and each thread runs a single-threaded Eigen GEMM on its slab. The
+// slabs never wait on each other (Eigen's own OpenMP GEMM shares packed panels and synchronises per
+// block), which measured 5-10% faster at n = 512 and 1024 and on par at 2048 on the 2-core AVX-512
+// machine, and it lets gemm_batched run whole matrices per thread instead. Eigen 3.4's float
+// micro-kernel (3 x 16 rows by 4 columns on AVX-512) reaches ~85% of OpenBLAS's per core, which
+// bounds what any threading scheme here can reach; bench/bench_matmul.cpp measures both.
 
 // GCC 12 reports a false -Wmaybe-uninitialized (-Wuninitialized at -O1 with sanitizers) inside its
 // own AVX-512 intrinsics (`__m512 __Y = __Y;` in _mm512_undefined_ps) when Eigen's product kernels
@@ -45,9 +44,10 @@ using ConstRowMajorMap =
 template <class T>
 using RowMajorMap = Eigen::Map<RowMajorMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// Multiply-adds a thread must get before a parallel split pays off (~2 us of one core): measured,
-// 48^3 products ran slower on 2 threads than on 1, 64^3 faster.
-inline constexpr double kMinMultiplyAddsPerThread = 131072.0;
+// Multiply-adds a thread must get before a parallel split pays for waking it. Equal to Eigen's own
+// kMinTaskSize, so gemm starts threads at the same product size Eigen's OpenMP GEMM would (and
+// below it, Eigen's internal heuristic stays serial too).
+inline constexpr double kMinMultiplyAddsPerThread = 50000.0;
 // Slabs are cut at multiples of this many rows/columns so each is a whole number of register tiles.
 inline constexpr int64_t kSlabAlignment = 16;
 
@@ -68,9 +68,6 @@ template <class T>
 void gemm_eigen(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                 int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  // Eigen would otherwise start its own OpenMP team for a large product that gemm_dispatch keeps
-  // on one thread (e.g. m, n < 32 with a long k).
-  const SerialOpenMpScope serial_openmp;
   if (k == 0 || alpha == T(0)) {
     // BLAS semantics: op(A) * op(B) is not computed, so A and B are not read.
     scale_matrix(m, n, beta, c, ldc);
