@@ -1,8 +1,12 @@
 // mentor-verify: checks mentor's modules against fixtures written by the upstream code.
 //   mentor-verify [--device cpu|cuda] [--dtype float32|bfloat16] PATH...
-// PATH is a fixture .safetensors file or a folder of them (with configs.json beside the files).
-// Prints each compared tensor's relative error; exits 0 only if every comparison is within tolerance.
+// PATH is a fixture .safetensors file or a folder searched recursively for them (each file's
+// configs.json lies beside it), e.g. ../shared/fixtures (upstream/ and mentor/ together),
+// ../shared/fixtures/mentor, or ../shared/fixtures/mentor/mentor_mm_s0.safetensors.
+// Prints each compared tensor's relative error; exits 0 only if every comparison is within
+// tolerance.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -12,19 +16,21 @@ namespace fs = std::filesystem;
 using namespace mentor;
 
 int main(int argc, char** argv) {
-  CLI::App app{"Verify mentor's modules against upstream fixture files"};
+  CLI::App app{"Verify mentor's modules and the MENTOR composition against upstream fixture files"};
   std::vector<std::string> paths;
   std::string device = "cpu", dtype = "float32";
   app.add_option("paths", paths, "fixture files or folders")->required();
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--dtype", dtype, "float32 or bfloat16")->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--dtype", dtype, "float32 or bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   CLI11_PARSE(app, argc, argv);
 
   std::vector<fs::path> files;
   for (const auto& p : paths) {
     if (fs::is_directory(p)) {
-      for (const auto& entry : fs::directory_iterator(p))
-        if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+      for (const auto& entry : fs::recursive_directory_iterator(p))
+        if (entry.is_regular_file() && entry.path().extension() == ".safetensors")
+          files.push_back(entry.path());
     } else if (fs::exists(p)) {
       files.push_back(p);
     } else {
@@ -42,10 +48,14 @@ int main(int argc, char** argv) {
     try {
       nlohmann::json configs = models::load_fixture_configs(file.parent_path());
       models::VerifyReport report;
-      if (device == "cpu" && dtype == "float32") report = models::verify_fixture<float, CPU>(file, configs);
-      else if (device == "cpu") report = models::verify_fixture<bf16, CPU>(file, configs);
-      else if (dtype == "float32") report = models::verify_fixture<float, CUDA>(file, configs);
-      else report = models::verify_fixture<bf16, CUDA>(file, configs);
+      if (device == "cpu" && dtype == "float32")
+        report = models::verify_fixture<float, CPU>(file, configs);
+      else if (device == "cpu")
+        report = models::verify_fixture<bf16, CPU>(file, configs);
+      else if (dtype == "float32")
+        report = models::verify_fixture<float, CUDA>(file, configs);
+      else
+        report = models::verify_fixture<bf16, CUDA>(file, configs);
       report.print(std::cout);
       failed += !report.pass();
     } catch (const std::exception& e) {

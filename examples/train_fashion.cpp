@@ -146,7 +146,9 @@ int run(const Args& args) {
   data::LoaderState start;
   auto log_mode = train::JsonlLogger::Mode::truncate;
   if (args.resume && fs::exists(checkpoints / "latest")) {
-    const auto point = trainer.load(checkpoints);
+    train::ResumeOptions resume;
+    resume.config = config;  // a changed batch, lr, seed, ... is refused, not silently mixed in
+    const auto point = trainer.load(checkpoints, resume);
     start = point.loader;
     gen = point.rng;
     train::JsonlLogger::truncate_after(metrics, point.step);

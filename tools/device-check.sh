@@ -1,42 +1,41 @@
 #!/usr/bin/env bash
-# One script for the GPU machine: configure and build (Release, sm_90), run every test (CUDA ones
-# included), run the CUDA microbenchmarks and PyTorch's reference timings in the same run, check
-# the CUDA tests with compute-sanitizer memcheck, and print a last table of ours against PyTorch.
+# The GPU check, sized to the time a GPU is lent (about 15 minutes in all, at most 10 per call):
+#   stage 1 (<= 8 min): configure and build only what needs the GPU (mentor_cuda, the CUDA tests,
+#     mentor-verify), run the CUDA tests, `mentor-verify --device cuda` on the carried fixtures,
+#     and a short compute-sanitizer memcheck of the runtime test;
+#   stage 2 (<= 6 min, same warm machine, reuses stage 1's build folder): build and run the CUDA
+#     microbenchmarks of the table and PyTorch's torch_ref.py beside them, then print the table.
+# Always built on the device (its cuDNN and g++ differ from the CPU machine's).
 #
-#   tools/device-check.sh --prepare          on the CPU machine, before handing the tree over:
-#                                            copies ../shared/bench/torch_ref.py into device-carry/
-#   tools/device-check.sh [options]          on the GPU machine
+#   tools/device-check.sh --prepare       on the CPU machine: fills the git-ignored device-carry/
+#                                         (fixtures, torch_ref.py, header-only packages)
+#   tools/device-check.sh --dry-run       prints every command of both stages with its time budget
+#                                         (and the run-tool call that carries device-carry/)
+#   tools/device-check.sh --stage 1|2     on the GPU machine (one stage per call)
 #
-# Options:
-#   --stage S        all (default) | build | test | bench | sanitize | table; stages can be run in
-#                    separate calls on a warm machine (the build folder stays), e.g. when one call
-#                    may not run longer than 10 minutes
-#   --build-dir DIR  build folder (default: build-device)
-#   --cuda-tests     run only the CUDA tests in the test stage (test_cuda_*)
-#   --quick          only the benchmarks of the final table; sanitizer over the runtime test only
-#   --jobs N         build parallelism (default: nproc)
-#
-# Logs and JSON results go to $OUT/device-check (or out/device-check when OUT is unset); the table
-# at the end is also written there as table.md. Exit status: 0 when everything that ran passed.
+# Options: --build-dir DIR (default build-device), --jobs N (default nproc). Each step runs under
+# `timeout` with its own budget; the budgets of a stage add up to the stage's.
+# Logs and JSON results go to $OUT/device-check (out/device-check when OUT is unset); the table is
+# also written there as table.md. Exit status: 0 when everything that ran passed in its budget.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STAGE=all
+STAGE=""
 BUILD_DIR="$ROOT/build-device"
-CUDA_TESTS_ONLY=0
-QUICK=0
-JOBS="$(nproc 2>/dev/null || echo 8)"
+JOBS="$(nproc 2>/dev/null || echo 16)"
 PREPARE=0
+DRY_RUN=0
+CUDA_COMPILER="${CUDACXX:-/usr/local/cuda/bin/nvcc}"
+SANITIZER="/usr/local/cuda/bin/compute-sanitizer"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --prepare) PREPARE=1 ;;
+    --dry-run) DRY_RUN=1 ;;
     --stage) STAGE="$2"; shift ;;
     --build-dir) BUILD_DIR="$(realpath -m "$2")"; shift ;;
-    --cuda-tests) CUDA_TESTS_ONLY=1 ;;
-    --quick) QUICK=1 ;;
     --jobs) JOBS="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "device-check: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -44,151 +43,110 @@ done
 
 CARRY="$ROOT/device-carry"
 if [[ $PREPARE -eq 1 ]]; then
-  SRC="$ROOT/../shared/bench/torch_ref.py"
-  if [[ ! -f "$SRC" ]]; then
-    echo "device-check --prepare: $SRC not found" >&2
-    exit 1
-  fi
-  mkdir -p "$CARRY/include"
-  cp "$SRC" "$CARRY/torch_ref.py"
+  SHARED="$ROOT/../shared"
+  for need in "$SHARED/bench/torch_ref.py" "$SHARED/fixtures/upstream" "$SHARED/fixtures/mentor"; do
+    if [[ ! -e "$need" ]]; then
+      echo "device-check --prepare: $need not found" >&2
+      exit 1
+    fi
+  done
+  rm -rf "$CARRY"
+  mkdir -p "$CARRY/include" "$CARRY/fixtures"
+  cp "$SHARED/bench/torch_ref.py" "$CARRY/torch_ref.py"
+  # ../shared is not on the GPU machine: the fixtures travel inside the working tree.
+  cp -r "$SHARED/fixtures/upstream" "$SHARED/fixtures/mentor" "$CARRY/fixtures/"
   # The GPU machine lacks stb, nlohmann-json and CLI11 (shared/device/README.md): bring Debian's
-  # header-only packages along in the git-ignored carry folder (MENTOR_EXTRA_INCLUDE).
+  # header-only packages along (MENTOR_EXTRA_INCLUDE).
   for dir in stb nlohmann CLI; do
     cp -r "/usr/include/$dir" "$CARRY/include/" 2>/dev/null ||
       echo "device-check --prepare: /usr/include/$dir missing (run tools/setup.sh)" >&2
   done
-  echo "device-check --prepare: copied torch_ref.py into $CARRY (git-ignored; carry it to the GPU machine)"
+  echo "device-check --prepare: filled $CARRY ($(du -sh "$CARRY" | cut -f1); git-ignored: carry it)"
   exit 0
 fi
 
+if [[ $DRY_RUN -eq 0 && "$STAGE" != 1 && "$STAGE" != 2 ]]; then
+  echo "device-check: give --stage 1, --stage 2 or --dry-run (see --help)" >&2
+  exit 2
+fi
+
 LOG_DIR="${OUT:-$ROOT/out}/device-check"
-mkdir -p "$LOG_DIR"
+[[ $DRY_RUN -eq 1 ]] || mkdir -p "$LOG_DIR"
 STATUS=0
+PLANNED=0
 declare -a SUMMARY=()
 note() { SUMMARY+=("$1"); echo "== $1"; }
 fail() { STATUS=1; note "FAIL: $1"; }
-want() { [[ "$STAGE" == all || "$STAGE" == "$1" ]]; }
 
-echo "device-check: stage=$STAGE build=$BUILD_DIR logs=$LOG_DIR"
-if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
-    | tee "$LOG_DIR/gpu.txt"
-else
-  echo "device-check: nvidia-smi not found (no GPU?)" | tee "$LOG_DIR/gpu.txt"
-fi
-
-# ---- build ---------------------------------------------------------------------------------------
-if want build; then
-  start=$SECONDS
-  # Eigen is visible to the CUDA sources too (op headers include the CPU backend).
-  if cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DMENTOR_CUDA=ON -DMENTOR_WERROR=OFF \
-      -DMENTOR_EXTRA_INCLUDE="$CARRY/include" \
-      >"$LOG_DIR/configure.log" 2>&1; then
-    # -k 0: a target that fails (say, a missing third-party header) does not stop the others.
-    if cmake --build "$BUILD_DIR" -j "$JOBS" -- -k 0 >"$LOG_DIR/build.log" 2>&1; then
-      note "build: ok ($((SECONDS - start)) s)"
-    else
-      fail "build: some targets failed ($((SECONDS - start)) s); see $LOG_DIR/build.log"
-      grep -E "FAILED:|error" "$LOG_DIR/build.log" | head -20
-    fi
+# step NAME BUDGET_SECONDS COMMAND...: runs COMMAND under `timeout BUDGET` with its output in
+# $LOG_DIR/NAME.log, or with --dry-run prints it. A step past its budget fails (rc 124).
+step() {
+  local name="$1" budget="$2"
+  shift 2
+  PLANNED=$((PLANNED + budget))
+  if [[ $DRY_RUN -eq 1 ]]; then
+    printf '  [%4d s] %s:' "$budget" "$name"
+    printf ' %q' "$@"
+    printf '\n'
+    return 0
+  fi
+  local start=$SECONDS rc=0
+  timeout --kill-after=10 "$budget" "$@" >"$LOG_DIR/$name.log" 2>&1 || rc=$?
+  local took=$((SECONDS - start))
+  if [[ $rc -eq 0 ]]; then
+    note "$name: ok (${took} s of ${budget})"
+  elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    fail "$name: over its ${budget} s budget; see $name.log"
+    tail -n 5 "$LOG_DIR/$name.log"
   else
-    fail "configure failed; see $LOG_DIR/configure.log"
-    tail -20 "$LOG_DIR/configure.log"
+    fail "$name: exit $rc (${took} s); see $name.log"
+    grep -E "FAILED|failed|error|ERROR" "$LOG_DIR/$name.log" | head -n 15
   fi
-fi
+  return $rc
+}
 
-# ---- tests ---------------------------------------------------------------------------------------
-if want test; then
-  start=$SECONDS
-  if [[ $CUDA_TESTS_ONLY -eq 0 ]]; then
-    # CPU tests in parallel, CUDA tests one program at a time (they share one GPU).
-    if ctest --test-dir "$BUILD_DIR" -E "^test_cuda" -j "$JOBS" --output-on-failure --timeout 1200 \
-        >"$LOG_DIR/ctest_cpu.log" 2>&1; then
-      note "CPU tests: $(grep -E 'tests passed' "$LOG_DIR/ctest_cpu.log" | tail -1)"
-    else
-      fail "CPU tests: $(grep -E 'tests passed|tests failed' "$LOG_DIR/ctest_cpu.log" | tail -1); see ctest_cpu.log"
-      grep -E "\*\*\*Failed|Not Run|Timeout" "$LOG_DIR/ctest_cpu.log" | head -20
-    fi
-  fi
-  if ctest --test-dir "$BUILD_DIR" -R "^test_cuda" --output-on-failure --timeout 1200 \
-      >"$LOG_DIR/ctest_cuda.log" 2>&1; then
-    note "CUDA tests: $(grep -E 'tests passed' "$LOG_DIR/ctest_cuda.log" | tail -1)"
-  else
-    fail "CUDA tests: $(grep -E 'tests passed|tests failed' "$LOG_DIR/ctest_cuda.log" | tail -1); see ctest_cuda.log"
-    grep -E "\*\*\*Failed|Not Run|Timeout" "$LOG_DIR/ctest_cuda.log" | head -20
-  fi
-  # The CUDA tests skip (and pass) without a device: make sure they really ran.
-  probe="$BUILD_DIR/tests/test_cuda_runtime"
-  if [[ -x "$probe" ]] && "$probe" "cuda: fill of every element type" 2>&1 | grep -q "test skipped"; then
-    fail "CUDA tests were skipped: no device visible to them"
-  fi
-  note "tests took $((SECONDS - start)) s"
-fi
+CUDA_TESTS=(test_cuda_runtime test_cuda_ops test_cuda_nn test_cuda_fused test_cuda_models)
+BENCHES=(bench_cuda_gemm bench_cuda_attention bench_cuda_norm)
+CONFIGURE=(cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  -DCMAKE_CUDA_COMPILER="$CUDA_COMPILER" -DCMAKE_CUDA_ARCHITECTURES=90 -DMENTOR_CUDA=ON
+  -DMENTOR_WERROR=OFF -DMENTOR_EXTRA_INCLUDE="$CARRY/include")
 
-# ---- benchmarks ------------------------------------------------------------------------------------
-if want bench; then
-  start=$SECONDS
-  for bench in bench_cuda_gemm bench_cuda_attention bench_cuda_norm; do
-    exe="$BUILD_DIR/bench/$bench"
-    if [[ ! -x "$exe" ]]; then
-      fail "$bench was not built"
-      continue
-    fi
-    filter=()
-    # --quick: only the workloads of the final table.
-    [[ $QUICK -eq 1 ]] && filter+=("--benchmark_filter=^(gemm|copy|attn_fwd|attn_fwd_bwd|rmsnorm|xent)/")
-    if "$exe" --benchmark_out="$LOG_DIR/$bench.json" --benchmark_out_format=json "${filter[@]}" \
-        >"$LOG_DIR/$bench.log" 2>&1; then
-      note "$bench: ok"
-    else
-      fail "$bench exited with an error; see $bench.log"
-      tail -5 "$LOG_DIR/$bench.log"
-    fi
+stage1() {
+  echo "stage 1 (budget 480 s): build what needs the GPU, CUDA tests, mentor-verify, memcheck"
+  step configure 30 "${CONFIGURE[@]}" || return
+  step build 200 cmake --build "$BUILD_DIR" -j "$JOBS" --target mentor_cuda "${CUDA_TESTS[@]}" \
+    mentor-verify || return
+  # Budgets sum to the stage's 480 s. --warn NoAssertions: a test that was skipped (no device)
+  # has no assertion and fails here.
+  local -A budget=([test_cuda_runtime]=30 [test_cuda_ops]=40 [test_cuda_nn]=30 [test_cuda_fused]=30
+    [test_cuda_models]=40)
+  for t in "${CUDA_TESTS[@]}"; do
+    step "$t" "${budget[$t]}" "$BUILD_DIR/tests/$t" --warn NoAssertions
   done
-  TORCH_REF="$CARRY/torch_ref.py"
-  [[ -f "$TORCH_REF" ]] || TORCH_REF="$ROOT/../shared/bench/torch_ref.py"
-  if [[ -f "$TORCH_REF" ]]; then
-    if OUT="$LOG_DIR" python3 "$TORCH_REF" --sections gemm,attn,norm >"$LOG_DIR/torch_ref.log" 2>&1; then
-      note "torch_ref: ok"
-    else
-      fail "torch_ref.py failed; see torch_ref.log"
-      tail -5 "$LOG_DIR/torch_ref.log"
-    fi
-  else
-    fail "torch_ref.py not found (run tools/device-check.sh --prepare on the CPU machine first)"
-  fi
-  note "benchmarks took $((SECONDS - start)) s"
-fi
+  step verify_cuda_float32 30 "$BUILD_DIR/examples/mentor-verify" --device cuda \
+    "$CARRY/fixtures/upstream" "$CARRY/fixtures/mentor"
+  # Short: the runtime test's allocator, graph, embedding-capture and reduction cases,
+  # synchronised after every launch so a fault names its kernel. Its out-of-memory case asks the
+  # driver for 4 TiB on purpose (an API error): not selected, and API errors are not reported.
+  step memcheck_runtime 50 env MENTOR_CUDA_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck \
+    --error-exitcode 99 --leak-check no --report-api-errors no \
+    "$BUILD_DIR/tests/test_cuda_runtime" \
+    "cuda: the caching allocator*,cuda: a captured graph*,cuda: empty_cache*,cuda: an embedding*,cuda: broadcast reductions*"
+}
 
-# ---- compute-sanitizer ------------------------------------------------------------------------------
-if want sanitize; then
-  start=$SECONDS
-  SANITIZER="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
-  if [[ ! -x "$SANITIZER" ]]; then
-    fail "compute-sanitizer not found"
-  else
-    tests=(test_cuda_runtime test_cuda_fused test_cuda_ops test_cuda_nn)
-    [[ $QUICK -eq 1 ]] && tests=(test_cuda_runtime)
-    for t in "${tests[@]}"; do
-      exe="$BUILD_DIR/tests/$t"
-      [[ -x "$exe" ]] || { fail "$t was not built"; continue; }
-      # Synchronise after every launch so a fault is reported at its kernel. The OOM test asks
-      # the driver for 4 TiB on purpose; leave it out under the sanitizer.
-      if MENTOR_CUDA_SYNC_DEBUG=1 timeout 900 "$SANITIZER" --tool memcheck --error-exitcode 99 \
-          --leak-check no "$exe" "~*out of memory*" >"$LOG_DIR/memcheck_$t.log" 2>&1; then
-        note "memcheck $t: clean"
-      else
-        fail "memcheck $t: $(grep -E 'ERROR SUMMARY' "$LOG_DIR/memcheck_$t.log" | tail -1) (see memcheck_$t.log)"
-        grep -E "Invalid|out of bounds|Error" "$LOG_DIR/memcheck_$t.log" | head -10
-      fi
-    done
-  fi
-  note "sanitizer took $((SECONDS - start)) s"
-fi
+stage2() {
+  echo "stage 2 (budget 360 s): the CUDA microbenchmarks and torch_ref.py in the same run"
+  step build_bench 80 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
+  local filter="--benchmark_filter=^(gemm|copy|attn_fwd|attn_fwd_bwd|rmsnorm|xent)/"
+  for b in "${BENCHES[@]}"; do
+    step "$b" 50 "$BUILD_DIR/bench/$b" "$filter" --benchmark_out="$LOG_DIR/$b.json" \
+      --benchmark_out_format=json
+  done
+  step torch_ref 120 env OUT="$LOG_DIR" python3 "$CARRY/torch_ref.py" --quick --sections gemm,attn,norm
+  [[ $DRY_RUN -eq 1 ]] || table
+}
 
-# ---- the table ---------------------------------------------------------------------------------------
-if want table || want bench; then
+table() {
   python3 - "$LOG_DIR" <<'PY' | tee "$LOG_DIR/table.md"
 import json, os, sys
 
@@ -269,10 +227,41 @@ for label, (name, counter), (sec, key, match), unit, target in rows:
 print()
 print("targets missed: %d" % missed)
 PY
+}
+
+if [[ $DRY_RUN -eq 1 ]]; then
+  echo "device-check --dry-run: commands and time budgets (nothing is run)."
+  echo "On the CPU machine first: tools/device-check.sh --prepare"
+  echo "Then one run-tool call per stage, carrying the git-ignored folder:"
+  echo "  run(command=\"bash tools/device-check.sh --stage 1\", carry=[\"device-carry\"], timeout_s=540)"
+  echo "  run(command=\"bash tools/device-check.sh --stage 2\", carry=[\"device-carry\"], timeout_s=420)"
+  echo "  (stage 2 reuses stage 1's $BUILD_DIR: call it while the machine is warm)"
+  PLANNED=0
+  stage1
+  ((PLANNED <= 480)) || fail "stage 1 budgets add up to ${PLANNED} s, over 480"
+  echo "  stage 1 total: ${PLANNED} s"
+  PLANNED=0
+  stage2
+  echo "  [   0 s] table: python3 (inline) over $LOG_DIR/*.json -> $LOG_DIR/table.md"
+  ((PLANNED <= 360)) || fail "stage 2 budgets add up to ${PLANNED} s, over 360"
+  echo "  stage 2 total: ${PLANNED} s"
+  exit $STATUS
 fi
 
+echo "device-check: stage $STAGE, build $BUILD_DIR, logs $LOG_DIR"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$LOG_DIR/gpu.txt"
+else
+  fail "nvidia-smi not found (no GPU?)"
+fi
+[[ -d "$CARRY/fixtures" ]] || fail "$CARRY/fixtures missing: run --prepare on the CPU machine and carry device-carry"
+started=$SECONDS
+if [[ "$STAGE" == 1 ]]; then stage1; budget=480; else stage2; budget=360; fi
+took=$((SECONDS - started))
+((took <= budget)) || fail "stage $STAGE took ${took} s, over its ${budget} s budget"
+
 echo
-echo "device-check summary (stage $STAGE):"
+echo "device-check summary (stage $STAGE, ${took} s of ${budget}):"
 for line in "${SUMMARY[@]}"; do echo "  $line"; done
 echo "logs: $LOG_DIR"
 exit $STATUS

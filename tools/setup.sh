@@ -8,7 +8,9 @@ packages=(
   libeigen3-dev libopenblas-dev          # CPU backend; OpenBLAS is only the benchmark's yardstick
   catch2 libbenchmark-dev                # tests and microbenchmarks
   nlohmann-json3-dev libcli11-dev        # JSON configs, command lines
-  libstb-dev zlib1g-dev                  # PNG/JPEG via stb, gzip'd IDX data
+  libstb-dev                             # PNG writing (stb_image_write)
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev  # hardened PNG/JPEG decoders, gzip'd IDX data
+  clang libomp-dev                       # libFuzzer harnesses (tools/fuzz.sh)
   libsentencepiece-dev sentencepiece     # T5's tokenizer family
   gnuplot-nox                            # loss curves to PNG
   dataset-fashion-mnist                  # real images for the examples and the tokenizer

@@ -193,8 +193,9 @@ void cuda::attention_forward(const T* q, const T* k, const T* v, int mask_kind, 
     if (Dv > 0)
       MENTOR_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(T) * static_cast<size_t>(B * H * Sq * Dv),
                                         cuda::stream()));
-    std::vector<float> minus_inf(static_cast<size_t>(B * H * Sq), -INFINITY);
-    cuda::copy_host_to_device(lse, minus_inf.data(), minus_inf.size() * sizeof(float));
+    // A fill kernel on the stream, not a host copy: no host synchronisation, so a decode step
+    // with an empty cache can be captured into a graph.
+    cuda::fill<float>(lse, B * H * Sq, -INFINITY);
     return;
   }
   if constexpr (std::is_same_v<T, bf16>) {

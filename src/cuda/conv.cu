@@ -1,6 +1,7 @@
 // Launchers of ops/conv.hpp: conv2d forward and backward through cuDNN (NCHW; float with FMA math
 // unless TF32 is allowed, bf16 on the tensor cores with float accumulation), bias and its gradient
-// and nearest-neighbour 2x upsampling with own kernels.
+// and nearest-neighbour 2x upsampling with own kernels. Without cuDNN (MENTOR_WITH_CUDNN=0) the
+// three cuDNN launchers throw a clear error; the rest of the file is unchanged.
 //
 // The op header (for Conv2dGeometry and the declarations) pulls in the CPU backend's Eigen; keep
 // Eigen host-only in this translation unit.
@@ -8,7 +9,9 @@
 #define EIGEN_NO_CUDA
 #endif
 #include <cuda_runtime.h>
+#if MENTOR_WITH_CUDNN
 #include <cudnn.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -26,6 +29,7 @@ namespace mentor {
 namespace cuda::kernels {
 namespace {
 
+#if MENTOR_WITH_CUDNN
 constexpr size_t kMaxWorkspace = size_t{512} << 20;
 
 cudnnHandle_t cudnn_handle() {
@@ -149,7 +153,12 @@ Choice pick(const Perf* perfs, int count, bool is_float, const char* pass,
   for (int i = 0; i < count; ++i) {
     if (perfs[i].status != CUDNN_STATUS_SUCCESS || perfs[i].memory > kMaxWorkspace) continue;
     if (is_float && !float_safe(perfs[i].algo)) continue;
-    return Choice{static_cast<int>(perfs[i].algo), perfs[i].mathType, perfs[i].memory};
+    // The heuristic reports CUDNN_DEFAULT_MATH for some float algorithms even when FMA math was
+    // asked for, and default math lets cuDNN use TF32 (10-bit mantissa) on Ampere and later; a
+    // float convolution is then ~1e-3 off and no 1e-5 check means anything. Without
+    // allow_tf32() every float convolution runs with FMA math.
+    const cudnnMathType_t math = is_float && !allow_tf32() ? CUDNN_FMA_MATH : perfs[i].mathType;
+    return Choice{static_cast<int>(perfs[i].algo), math, perfs[i].memory};
   }
   throw Error(mentor::detail::concat(
       "conv2d (cuDNN): no usable ", pass, " algorithm for x [", g.batch, ", ", g.in_channels, ", ",
@@ -171,6 +180,7 @@ struct Workspace {
   size_t bytes;
   void* ptr;
 };
+#endif  // MENTOR_WITH_CUDNN
 
 template <class T>
 __global__ void add_channel_bias_kernel(T* __restrict__ y, const T* __restrict__ bias,
@@ -224,6 +234,7 @@ __global__ void upsample2x_backward_kernel(const T* __restrict__ g, T* __restric
 }  // namespace
 }  // namespace cuda::kernels
 
+#if MENTOR_WITH_CUDNN
 template <class T>
 void cuda::conv2d_forward(const T* x, const T* weight, const T* bias, T* out,
                           const Conv2dGeometry& geo) {
@@ -339,6 +350,32 @@ void cuda::conv2d_backward_weight(const T* grad_out, const T* x, T* grad_weight,
                                                     algo, workspace.ptr, workspace_bytes, &beta,
                                                     d.w, grad_weight));
 }
+
+#else   // MENTOR_WITH_CUDNN
+// Built without cuDNN (CMake found none): everything else on CUDA works; a convolution says why
+// it cannot run instead of failing at link time or in a CUDA error.
+namespace {
+[[noreturn]] void no_cudnn(const char* pass, const Conv2dGeometry& g) {
+  throw Error(mentor::detail::concat(
+      "conv2d ", pass, " on CUDA needs cuDNN, and this mentor_cuda was built without it (CMake ",
+      "found no cudnn.h / libcudnn); install cuDNN and rebuild, or run the convolution on the CPU ",
+      "(x [", g.batch, ", ", g.in_channels, ", ", g.height, ", ", g.width, "])"));
+}
+}  // namespace
+
+template <class T>
+void cuda::conv2d_forward(const T*, const T*, const T*, T*, const Conv2dGeometry& geo) {
+  no_cudnn("forward", geo);
+}
+template <class T>
+void cuda::conv2d_backward_input(const T*, const T*, T*, const Conv2dGeometry& geo) {
+  no_cudnn("backward (input)", geo);
+}
+template <class T>
+void cuda::conv2d_backward_weight(const T*, const T*, T*, const Conv2dGeometry& geo) {
+  no_cudnn("backward (weight)", geo);
+}
+#endif  // MENTOR_WITH_CUDNN
 
 template <class T>
 void cuda::conv2d_backward_bias(const T* grad_out, T* grad_bias, const Conv2dGeometry& geo) {

@@ -28,14 +28,21 @@ __global__ void first_out_of_range_kernel(const int64_t* __restrict__ ids, int64
 
 // A warp per output row; W is the word copied (16 bytes when rows allow it, else T itself).
 template <class W>
-__global__ void embedding_forward_kernel(const W* __restrict__ table, int64_t row_words,
-                                         const int64_t* __restrict__ ids, int64_t n,
-                                         W* __restrict__ out) {
+__global__ void embedding_forward_kernel(const W* __restrict__ table, int64_t rows,
+                                         int64_t row_words, const int64_t* __restrict__ ids,
+                                         int64_t n, W* __restrict__ out) {
   const int lane = threadIdx.x & 31;
   for (int64_t i = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; i < n;
        i += int64_t(gridDim.x) * (blockDim.x / 32)) {
-    const W* src = table + ids[i] * row_words;
+    const int64_t id = ids[i];
     W* dst = out + i * row_words;
+    if (id < 0 || id >= rows) {
+      // Unchecked only inside a graph capture (see ops/embedding.hpp): never read outside the
+      // table; a zero row instead.
+      for (int64_t w = lane; w < row_words; w += 32) dst[w] = W{};
+      continue;
+    }
+    const W* src = table + id * row_words;
     for (int64_t w = lane; w < row_words; w += 32) dst[w] = src[w];
   }
 }
@@ -91,15 +98,19 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ out, int
 
 int64_t cuda::first_out_of_range(const int64_t* ids, int64_t n, int64_t upper) {
   if (n <= 0) return -1;
+  // Stream-ordered: memset, kernel and copy queue on the current stream; only the final stream
+  // synchronisation waits (the answer is needed on the host to throw at the call).
   Allocator& allocator = cuda::device_allocator();
   auto* first = static_cast<unsigned long long*>(allocator.allocate(sizeof(unsigned long long)));
   unsigned long long host = ~0ull;
   try {
-    cuda::copy_host_to_device(first, &host, sizeof(host));
+    MENTOR_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(host), cuda::stream()));
     cuda::kernels::first_out_of_range_kernel<<<cuda::grid_blocks(n, 256), 256, 0, cuda::stream()>>>(
         ids, n, upper, first);
     MENTOR_CUDA_CHECK_LAUNCH("first_out_of_range_kernel");
-    cuda::copy_device_to_host(&host, first, sizeof(host));
+    MENTOR_CUDA_CHECK(
+        cudaMemcpyAsync(&host, first, sizeof(host), cudaMemcpyDeviceToHost, cuda::stream()));
+    MENTOR_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
   } catch (...) {
     allocator.deallocate(first, sizeof(unsigned long long));
     throw;
@@ -111,7 +122,6 @@ int64_t cuda::first_out_of_range(const int64_t* ids, int64_t n, int64_t upper) {
 template <class T>
 void cuda::embedding_forward(const T* table, int64_t V, int64_t C, const int64_t* ids, int64_t n,
                              T* out) {
-  (void)V;
   if (n <= 0 || C <= 0) return;
   const unsigned blocks =
       static_cast<unsigned>(std::min<int64_t>(cuda::ceil_div(n, 8), 65535LL * 32));
@@ -119,12 +129,12 @@ void cuda::embedding_forward(const T* table, int64_t V, int64_t C, const int64_t
                     cuda::is_aligned(table, 16) && cuda::is_aligned(out, 16);
   if (wide) {
     cuda::kernels::embedding_forward_kernel<uint4><<<blocks, 256, 0, cuda::stream()>>>(
-        reinterpret_cast<const uint4*>(table), C * static_cast<int64_t>(sizeof(T)) / 16, ids, n,
+        reinterpret_cast<const uint4*>(table), V, C * static_cast<int64_t>(sizeof(T)) / 16, ids, n,
         reinterpret_cast<uint4*>(out));
   } else {
     using DT = cuda::device_t<T>;
     cuda::kernels::embedding_forward_kernel<DT><<<blocks, 256, 0, cuda::stream()>>>(
-        cuda::device_ptr(table), C, ids, n, cuda::device_ptr(out));
+        cuda::device_ptr(table), V, C, ids, n, cuda::device_ptr(out));
   }
   MENTOR_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
 }

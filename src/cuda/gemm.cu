@@ -68,10 +68,9 @@ struct Plan {
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   std::unordered_map<PlanKey, Plan, PlanKeyHash> plans;
-  std::unordered_map<cudaStream_t, void*> workspaces;  // one per stream: streams may overlap
 
   LtContext() { MENTOR_CUBLAS_CHECK(cublasLtCreate(&handle)); }
-  // Descriptors are host objects; the handle and workspaces are left to process teardown (the
+  // Descriptors are host objects; the handle is left to process teardown (the
   // CUDA runtime may already be unloading when thread-local destructors run).
   ~LtContext() {
     for (auto& entry : plans) {
@@ -81,14 +80,22 @@ struct LtContext {
       cublasLtMatrixLayoutDestroy(entry.second.layout_c);
     }
   }
-  void* workspace(cudaStream_t s) {
-    auto it = workspaces.find(s);
-    if (it != workspaces.end()) return it->second;
-    void* ptr = nullptr;
-    MENTOR_CUDA_CHECK(cudaMalloc(&ptr, kWorkspaceBytes));
-    workspaces.emplace(s, ptr);
-    return ptr;
-  }
+};
+
+// cuBLASLt's workspace, taken from the caching allocator on the current stream for each call and
+// given back when the call is queued. Eager GEMMs thus reuse their own stream's cached block
+// (stream order makes the reuse safe); under graph capture it comes from the graph's pool, so a
+// replay (on any stream) never shares its workspace with eager GEMMs or with another graph.
+class Workspace {
+ public:
+  Workspace() : ptr_(device_allocator().allocate(kWorkspaceBytes)) {}
+  ~Workspace() { device_allocator().deallocate(ptr_, kWorkspaceBytes); }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  void* get() const { return ptr_; }
+
+ private:
+  void* ptr_;
 };
 
 LtContext& lt_context() {
@@ -245,16 +252,16 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
                                                        &bias, sizeof(bias)));
   }
   cudaStream_t s = stream();
-  void* workspace = ctx.workspace(s);
+  Workspace workspace;
   if constexpr (std::is_same_v<T, double>) {
     double alpha64 = alpha, beta64 = beta;
-    MENTOR_CUBLAS_CHECK(cublasLtMatmul(ctx.handle, plan.desc, &alpha64, b, plan.layout_first, a,
-                                       plan.layout_second, &beta64, c, plan.layout_c, c,
-                                       plan.layout_c, &plan.algo, workspace, kWorkspaceBytes, s));
+    MENTOR_CUBLAS_CHECK(cublasLtMatmul(
+        ctx.handle, plan.desc, &alpha64, b, plan.layout_first, a, plan.layout_second, &beta64, c,
+        plan.layout_c, c, plan.layout_c, &plan.algo, workspace.get(), kWorkspaceBytes, s));
   } else {
-    MENTOR_CUBLAS_CHECK(cublasLtMatmul(ctx.handle, plan.desc, &alpha, b, plan.layout_first, a,
-                                       plan.layout_second, &beta, c, plan.layout_c, c,
-                                       plan.layout_c, &plan.algo, workspace, kWorkspaceBytes, s));
+    MENTOR_CUBLAS_CHECK(cublasLtMatmul(
+        ctx.handle, plan.desc, &alpha, b, plan.layout_first, a, plan.layout_second, &beta, c,
+        plan.layout_c, c, plan.layout_c, &plan.algo, workspace.get(), kWorkspaceBytes, s));
   }
 }
 

@@ -120,7 +120,9 @@ class CachingAllocator final : public Allocator {
     }
     void* ptr = nullptr;
     cudaError_t status = cudaMalloc(&ptr, size);
-    if (status == cudaErrorMemoryAllocation) {
+    // Retry after freeing the cache, except while a stream is being captured: cudaFree
+    // synchronises the device, which a capture in progress does not survive.
+    if (status == cudaErrorMemoryAllocation && capturing_.empty()) {
       (void)cudaGetLastError();
       ++stats_.oom_retries;
       release_cached_locked();
@@ -248,17 +250,24 @@ class CachingAllocator final : public Allocator {
       stats_.peak_allocated_bytes = stats_.allocated_bytes;
   }
 
-  // cudaFree synchronises the device, so no queued kernel can still be using a freed block.
+  // Frees the general pool's cached blocks only. A live graph's cached blocks stay: its
+  // instantiated kernels hold their addresses, and the next replay writes into them (they join
+  // the general pool in release_pool when the graph goes). cudaFree synchronises the device, so
+  // no queued kernel can still be using a freed block.
   void release_cached_locked() {
-    for (auto& entry : free_) {
-      for (void* ptr : entry.second) {
+    for (auto it = free_.begin(); it != free_.end();) {
+      if (it->first.pool != 0 && alive_pools_.count(it->first.pool)) {
+        ++it;
+        continue;
+      }
+      for (void* ptr : it->second) {
         MENTOR_CUDA_CHECK(cudaFree(ptr));
         ++stats_.device_frees;
-        stats_.reserved_bytes -= entry.first.size;
-        stats_.cached_bytes -= entry.first.size;
+        stats_.reserved_bytes -= it->first.size;
+        stats_.cached_bytes -= it->first.size;
       }
+      it = free_.erase(it);
     }
-    free_.clear();
   }
 
   std::mutex mutex_;
@@ -305,6 +314,12 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes) {
 }
 
 void synchronize() { MENTOR_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+bool stream_capturing() {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  MENTOR_CUDA_CHECK(cudaStreamIsCapturing(stream(), &capture));
+  return capture != cudaStreamCaptureStatusNone;
+}
 
 bool device_available() {
   static const bool available = [] {

@@ -1,5 +1,6 @@
 // The device primitives the tensor core is built on (api.hpp): fill, strided copy, strided
-// accumulate (with deterministic broadcast reductions), element conversion and Philox fills.
+// accumulate (deterministic broadcast reductions: fixed order, no atomics, for a given device),
+// element conversion and Philox fills.
 // Instantiated for every mentor element type.
 #include <cuda_runtime.h>
 
@@ -124,8 +125,10 @@ __global__ void add_strided_kernel(const T* src, T* dst, Indexer<2, Index> index
   }
 }
 
-// Broadcast reduction dst[m] += sum_r src[m, r], deterministic (no atomics unless the reduction is
-// split over several blocks). `kept` indexes outputs (operand 0: src, 1: dst), `reduced` the
+// Broadcast reduction dst[m] += sum_r src[m, r], deterministic: no atomics; the order of every
+// addition is fixed by the launch shape alone. When the reduction is split over gridDim.y blocks,
+// split y writes its sum to partial[y * outputs + m] and reduce_add_finish_kernel adds the splits
+// in order. `kept` indexes outputs (operand 0: src, 1: dst), `reduced` the
 // summed positions (operand 0: src). kReduceAlongX: the 32 lanes of a warp walk the reduction
 // (the reduced dimension is the contiguous one); otherwise lanes walk outputs (e.g. bias grads).
 template <class T, bool kReduceAlongX>
@@ -173,10 +176,7 @@ __global__ void reduce_add_kernel(const T* src, T* dst, Indexer<2, uint64_t> kep
   }
   if (!writer || m >= outputs) return;
   if (partial != nullptr) {
-    atomicAdd(
-        reinterpret_cast<std::conditional_t<std::is_same_v<A, long long>, unsigned long long, A>*>(
-            partial + m),
-        static_cast<std::conditional_t<std::is_same_v<A, long long>, unsigned long long, A>>(sum));
+    partial[uint64_t(blockIdx.y) * outputs + m] = sum;
   } else {
     dst[out_off[1]] = store_acc<T>(load_acc(dst[out_off[1]]) + sum);
   }
@@ -184,12 +184,15 @@ __global__ void reduce_add_kernel(const T* src, T* dst, Indexer<2, uint64_t> kep
 
 template <class T>
 __global__ void reduce_add_finish_kernel(const add_acc_t<T>* partial, T* dst,
-                                         Indexer<2, uint64_t> kept, uint64_t outputs) {
+                                         Indexer<2, uint64_t> kept, uint64_t outputs,
+                                         uint64_t splits) {
   for (uint64_t m = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; m < outputs;
        m += uint64_t(gridDim.x) * blockDim.x) {
     uint64_t off[2];
     kept.offsets(m, off);
-    dst[off[1]] = store_acc<T>(load_acc(dst[off[1]]) + partial[m]);
+    add_acc_t<T> sum = partial[m];
+    for (uint64_t y = 1; y < splits; ++y) sum += partial[y * outputs + m];
+    dst[off[1]] = store_acc<T>(load_acc(dst[off[1]]) + sum);
   }
 }
 
@@ -231,7 +234,8 @@ void launch_reduce_add(const T* src, const Strides& src_strides, T* dst, const S
     r_per_step = block.y;
   }
   // Split the reduction over more blocks while the outputs alone do not fill the device, keeping
-  // at least 16 additions per thread.
+  // at least 16 additions per thread. Then splits * out_blocks stays within about twice the
+  // target, so the per-split sums (splits * outputs values) stay small.
   const int64_t target_blocks = 4LL * multiprocessor_count();
   int64_t splits = 1;
   if (out_blocks < target_blocks) {
@@ -243,11 +247,9 @@ void launch_reduce_add(const T* src, const Strides& src_strides, T* dst, const S
   dim3 grid(static_cast<unsigned>(out_blocks), static_cast<unsigned>(splits));
   A* partial = nullptr;
   Allocator& allocator = device_allocator();
-  const size_t partial_bytes = static_cast<size_t>(outputs) * sizeof(A);
-  if (splits > 1) {
-    partial = static_cast<A*>(allocator.allocate(partial_bytes));
-    MENTOR_CUDA_CHECK(cudaMemsetAsync(partial, 0, partial_bytes, stream()));
-  }
+  // Every split writes every output's slot (zero when its range is empty): no memset needed.
+  const size_t partial_bytes = static_cast<size_t>(splits * outputs) * sizeof(A);
+  if (splits > 1) partial = static_cast<A*>(allocator.allocate(partial_bytes));
   Indexer<2, uint64_t> kept_indexer(kept);
   Indexer<1, uint64_t> reduced_indexer(reduced);
   if (along_x) {
@@ -260,7 +262,7 @@ void launch_reduce_add(const T* src, const Strides& src_strides, T* dst, const S
   MENTOR_CUDA_CHECK_LAUNCH("reduce_add_kernel");
   if (partial != nullptr) {
     reduce_add_finish_kernel<T><<<grid_blocks(outputs, kThreads), kThreads, 0, stream()>>>(
-        partial, dst, kept_indexer, outputs);
+        partial, dst, kept_indexer, outputs, static_cast<uint64_t>(splits));
     MENTOR_CUDA_CHECK_LAUNCH("reduce_add_finish_kernel");
     allocator.deallocate(partial, partial_bytes);  // stream-ordered: reused only after the kernels
   }

@@ -9,7 +9,11 @@
 #include <limits>
 #include <vector>
 
+#include "mentor/autograd/gradcheck.hpp"
+#include "mentor/io/safetensors.hpp"
+#include "mentor/nn/state_dict.hpp"
 #include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/ops.hpp"
 #include "op_harness.hpp"
 
 using namespace mentor;
@@ -454,6 +458,46 @@ TEST_CASE("view ops reject bad shapes with messages naming them", "[core][tensor
                                                                  Catch::Contains("[2, 3, 4]"));
 }
 
+TEST_CASE("shape products never overflow, zero-element shapes included", "[core][tensor][errors]") {
+  const int64_t big = int64_t{1} << 32;
+  // [2^32, 0, 2^32] (issue 8): zero elements, strides that fit in int64. The overflow was the
+  // product of all dims, which is no stride and is no longer formed.
+  const Shape empty{big, 0, big};
+  CHECK(empty.numel() == 0);
+  CHECK(contiguous_strides(empty) == Shape{big, big, 1});
+  CHECK(Tensor<float>::empty(empty).strides() == Shape{big, big, 1});
+  // Strides past int64 with zero elements: [4, 2^32, 2^32, 0] needs a stride of 2^64.
+  CHECK_THROWS_WITH(
+      contiguous_strides(Shape{4, big, big, 0}),
+      Catch::Contains("[4, 4294967296, 4294967296, 0]") && Catch::Contains("strides past int64"));
+  REQUIRE_THROWS_AS(Shape({big, big, big}).numel(), ShapeError);
+  CHECK_THROWS_WITH(Shape({big, big, big}).numel(),
+                    Catch::Contains("[4294967296, 4294967296, 4294967296]") &&
+                        Catch::Contains("more elements than int64"));
+  CHECK_THROWS_WITH(Tensor<float>::zeros(Shape{big, big}),
+                    Catch::Contains("[4294967296, 4294967296]"));
+  CHECK_THROWS_WITH(contiguous_strides(Shape{2, -3}), Catch::Contains("[2, -3] has a negative"));
+  // 2^62 doubles fit in int64 as a count, not in size_t as bytes.
+  CHECK_THROWS_WITH(Tensor<double>::zeros(Shape{big / 2, big / 2}),
+                    Catch::Contains("[2147483648, 2147483648] needs more than 2^64 bytes"));
+
+  // The same shapes from a safetensors file, through nn::load_tensor.
+  auto file_with_shape = [](const std::string& shape) {
+    const std::string header =
+        R"({"x":{"dtype":"F32","shape":)" + shape + R"(,"data_offsets":[0,0]}})";
+    std::vector<uint8_t> bytes;
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<uint8_t>(header.size() >> (8 * i)));
+    bytes.insert(bytes.end(), header.begin(), header.end());
+    return io::SafeTensorsFile::from_bytes(std::move(bytes), "hand.safetensors");
+  };
+  const auto loaded = nn::load_tensor<float>(file_with_shape("[4294967296,0,4294967296]"), "x");
+  CHECK(loaded.shape() == empty);
+  CHECK(loaded.numel() == 0);
+  // (The reader refuses it itself: a running product of the dims past 64 bits.)
+  CHECK_THROWS_WITH(nn::load_tensor<float>(file_with_shape("[4,4294967296,4294967296,0]"), "x"),
+                    Catch::Contains("shape [4,4294967296,4294967296,0] overflows"));
+}
+
 // ================================================================================================
 // Autograd rules
 // ================================================================================================
@@ -551,5 +595,141 @@ TEST_CASE("autograd misuse is reported", "[core][autograd][errors]") {
       x.narrow(0, 0, 1).fill_(-1.0);
     }
     CHECK(x.to_vector() == std::vector<double>{-1.0, 3.0, 4.0});
+  }
+}
+
+TEST_CASE("an undefined tensor (grad() before backward) is an error wherever it is used",
+          "[core][tensor][errors]") {
+  auto x = Tensor<double>::from_vector({1.0, 2.0, 3.0, 4.0}, {2, 2}).requires_grad_();
+  Tensor<double> g = x.grad();  // no backward yet
+  REQUIRE_FALSE(g.defined());
+  CHECK(g.describe() == "Tensor<float64, cpu> undefined");
+// A macro, not a function: Catch2 v2's combined matchers keep pointers to their parts.
+#define undefined_in(access) \
+  (Catch::Contains("undefined tensor") && Catch::Contains("backward()") && Catch::Contains(access))
+  SECTION("geometry and host access") {
+    REQUIRE_THROWS_WITH(g.shape(), undefined_in("shape()"));
+    REQUIRE_THROWS_WITH(g.numel(), undefined_in("shape()"));
+    REQUIRE_THROWS_WITH(g.dim(), undefined_in("shape()"));
+    REQUIRE_THROWS_WITH(g.size(0), undefined_in("shape()"));
+    REQUIRE_THROWS_WITH(g.strides(), undefined_in("strides()"));
+    REQUIRE_THROWS_WITH(g.data(), undefined_in("data()"));
+    REQUIRE_THROWS_WITH(g.to_vector(), undefined_in("to_vector()"));
+    REQUIRE_THROWS_WITH(g.item(), undefined_in("item()"));
+    REQUIRE_THROWS_WITH(g.at({0, 0}), undefined_in("at()"));
+    REQUIRE_THROWS_WITH(g.to<float>(), undefined_in("to()"));
+  }
+  SECTION("views, copies and in-place updates") {
+    REQUIRE_THROWS_WITH(g.view({4}), undefined_in("view()"));
+    REQUIRE_THROWS_WITH(g.reshape({4}), undefined_in("reshape()"));
+    REQUIRE_THROWS_WITH(g.narrow(0, 0, 1), undefined_in("narrow()"));
+    REQUIRE_THROWS_WITH(g.transpose(0, 1), undefined_in("transpose()"));
+    REQUIRE_THROWS_WITH(g.contiguous(), undefined_in("contiguous()"));
+    REQUIRE_THROWS_WITH(g.clone(), undefined_in("clone()"));
+    REQUIRE_THROWS_WITH(g.fill_(1.0), undefined_in("fill_()"));
+    REQUIRE_THROWS_WITH(g.requires_grad_(), undefined_in("requires_grad_()"));
+    REQUIRE_THROWS_WITH(g.backward(), undefined_in("backward()"));
+    Tensor<double> defined = Tensor<double>::zeros({2, 2});
+    REQUIRE_THROWS_WITH(defined.copy_(g), undefined_in("shape()"));
+    REQUIRE_THROWS_WITH(defined.add_(g), undefined_in("shape()"));
+  }
+  SECTION("ops given an undefined input, in any position") {
+    Tensor<double> y = Tensor<double>::ones({2, 2});
+    REQUIRE_THROWS_WITH(sum(g), undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(g + y, undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(y + g, undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(g * 2.0, undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(matmul(g, y), undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(matmul(y, g), undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(softmax(g), undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(exp(g), undefined_in("undefined tensor"));
+    REQUIRE_THROWS_WITH(mean(g), undefined_in("undefined tensor"));
+  }
+  SECTION("after backward the gradient is defined and usable") {
+    sum(x * x).backward();
+    REQUIRE(x.grad().defined());
+    CHECK(x.grad().to_vector() == std::vector<double>{2.0, 4.0, 6.0, 8.0});
+    x.zero_grad();
+    REQUIRE_THROWS_WITH(x.grad().item(), undefined_in("item()"));
+  }
+#undef undefined_in
+}
+
+namespace {
+
+// A user's own op with a hand-written backward: y = a * b^2 elementwise. `wrong_backward` drops
+// the factor 2 of d/db, the kind of slip gradcheck exists to catch.
+Tensor<double> a_times_b_squared(const Tensor<double>& a, const Tensor<double>& b,
+                                 bool wrong_backward) {
+  std::vector<double> va = a.to_vector(), vb = b.to_vector(), vy(va.size());
+  for (size_t i = 0; i < va.size(); ++i) vy[i] = va[i] * vb[i] * vb[i];
+  Tensor<double> out = Tensor<double>::from_vector(vy, a.shape());
+  autograd::record(
+      "a_times_b_squared", out,
+      [a, b, wrong_backward](const Tensor<double>& grad) {
+        NoGradGuard no_grad;
+        Tensor<double> grad_a = grad * b * b;
+        Tensor<double> grad_b = grad * a * b * (wrong_backward ? 1.0 : 2.0);
+        return std::tuple{grad_a, grad_b};
+      },
+      a, b);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck passes a correct backward and reports the worst element of a wrong one",
+          "[core][autograd][gradcheck]") {
+  Generator gen(3);
+  auto a = Tensor<double>::randn({2, 3}, gen);
+  auto b = Tensor<double>::randn({2, 3}, gen);
+  SECTION("library ops and a user op with a correct backward pass") {
+    auto library = autograd::gradcheck(
+        [](const V& in) { return softmax(matmul(in[0], in[1].t()), -1) * in[0].narrow(1, 0, 2); },
+        {a, b});
+    INFO(library.message);
+    CHECK(library.ok);
+    CHECK(library.ratio <= 1);
+    auto own = autograd::gradcheck(
+        [](const V& in) { return a_times_b_squared(in[0], in[1], false); }, {a, b});
+    INFO(own.message);
+    CHECK(own.ok);
+    CHECK(static_cast<bool>(own));
+    CHECK_THAT(own.message, Catch::Contains("passed"));
+    // The caller's tensors are not marked or changed.
+    CHECK_FALSE(a.requires_grad());
+  }
+  SECTION("a wrong backward fails at the element with the largest error") {
+    auto result = autograd::gradcheck(
+        [](const V& in) { return a_times_b_squared(in[0], in[1], true); }, {a, b});
+    INFO(result.message);
+    CHECK_FALSE(result.ok);
+    CHECK(result.input == 1);  // only b's gradient is wrong
+    REQUIRE(result.index.size() == 2);
+    // Independent ground truth: the error is |cot * a * b| at each element; the cotangent is the
+    // documented randn of the output's shape from seed 7.
+    Generator cot_gen(7);
+    auto cot = Tensor<double>::randn({2, 3}, cot_gen).to_vector();
+    auto va = a.to_vector(), vb = b.to_vector();
+    size_t worst = 0;
+    for (size_t i = 0; i < va.size(); ++i)
+      if (std::abs(cot[i] * va[i] * vb[i]) > std::abs(cot[worst] * va[worst] * vb[worst]))
+        worst = i;
+    CHECK(result.index ==
+          std::vector<int64_t>{static_cast<int64_t>(worst / 3), static_cast<int64_t>(worst % 3)});
+    CHECK(result.analytic == Approx(cot[worst] * va[worst] * vb[worst]).epsilon(1e-12));
+    CHECK(result.numeric == Approx(2 * cot[worst] * va[worst] * vb[worst]).epsilon(1e-6));
+    CHECK_THAT(result.message, Catch::Contains("FAILED") && Catch::Contains("input 1") &&
+                                   Catch::Contains("[2, 3]"));
+  }
+  SECTION("bad arguments are reported") {
+    REQUIRE_THROWS_WITH(autograd::gradcheck([](const V& in) { return in[0]; }, {Tensor<double>()}),
+                        Catch::Contains("input 0") && Catch::Contains("undefined"));
+    REQUIRE_THROWS_WITH(autograd::gradcheck([](const V& in) { return in[0] * 2.0; }, {a, b}),
+                        Catch::Contains("input 1") && Catch::Contains("no gradient"));
+    autograd::GradcheckOptions zero_tolerance;
+    zero_tolerance.rtol = zero_tolerance.atol = 0;
+    REQUIRE_THROWS_WITH(autograd::gradcheck([](const V& in) { return in[0]; }, {a}, zero_tolerance),
+                        Catch::Contains("tolerances"));
   }
 }

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "mentor/backend/cuda/stream.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/embedding.hpp"
 #include "op_harness.hpp"
 
 #define MENTOR_REQUIRE_GPU()                                            \
@@ -147,6 +149,11 @@ void check_sum_to(const Shape& big, const Shape& small, double tolerance) {
   Tensor<T> got = sum_to(host.template to<CUDA>(), small).template to<CPU>();
   INFO("element type " << dtype_name<T>() << ": " << big.str() << " -> " << small.str());
   CHECK(test::rel_error(got, expected) <= tolerance);
+  // Deterministic: the same bits on every run (float atomics in the split reductions would not).
+  for (int run = 0; run < 3; ++run) {
+    Tensor<T> again = sum_to(host.template to<CUDA>(), small).template to<CPU>();
+    CHECK(std::memcmp(again.data(), got.data(), sizeof(T) * static_cast<size_t>(got.numel())) == 0);
+  }
 }
 
 }  // namespace
@@ -368,5 +375,62 @@ TEST_CASE("cuda: a captured graph replays on updated inputs", "[cuda][runtime]")
     std::vector<float> got = y.to_vector();  // synchronises this (the current) stream
     CHECK(got.front() == (value * 2.f + 1.f) * 0.5f);
     CHECK(got.back() == (value * 2.f + 1.f) * 0.5f);
+  }
+}
+
+TEST_CASE("cuda: empty_cache keeps the cached blocks of a live graph", "[cuda][runtime]") {
+  MENTOR_REQUIRE_GPU();
+  cuda::Stream stream;
+  cuda::StreamGuard on(stream);
+  const int64_t n = 1 << 18;
+  Tensor<float, CUDA> x = Tensor<float, CUDA>::full(Shape{n}, 1.f);
+  auto step = [&] { return ((x * 2.0 + 1.0) * 3.0 - 1.0) * 0.5; };  // temporaries freed inside
+  { Tensor<float, CUDA> warm = step(); }
+  cuda::Graph graph;
+  Tensor<float, CUDA> y;
+  graph.capture(stream, [&] { y = step(); });
+  stream.synchronize();
+  // The temporaries went back to the graph's pool during capture; emptying the cache must not
+  // return them to the driver, or the fillers below may receive their addresses.
+  cuda::empty_cache();
+  CHECK(cuda::allocator_stats().cached_bytes >= cuda::allocation_size_class(n * sizeof(float)));
+  std::vector<Tensor<float, CUDA>> fillers;
+  for (int i = 0; i < 4; ++i) fillers.push_back(Tensor<float, CUDA>::full(Shape{n}, 7.f));
+  for (float value : {3.f, -1.f}) {
+    x.copy_(Tensor<float, CUDA>::full(Shape{n}, value));
+    graph.replay();
+    const float expected = ((value * 2.f + 1.f) * 3.f - 1.f) * 0.5f;
+    std::vector<float> got = y.to_vector();
+    CHECK(got.front() == expected);
+    CHECK(got.back() == expected);
+    for (const Tensor<float, CUDA>& filler : fillers) {
+      std::vector<float> kept = filler.to_vector();
+      CHECK(kept.front() == 7.f);
+      CHECK(kept.back() == 7.f);
+    }
+  }
+}
+
+TEST_CASE("cuda: an embedding lookup is captured into a graph and replays on new ids",
+          "[cuda][runtime]") {
+  MENTOR_REQUIRE_GPU();
+  // The eager lookup checks its ids with a host wait; under capture it must not (a wait there
+  // fails the capture), and the graph then follows ids updated in place.
+  std::vector<float> values(6 * 8);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  Tensor<float> table = Tensor<float>::from_vector(values, Shape{6, 8});
+  Tensor<float, CUDA> table_gpu = table.to<CUDA>();
+  Tensor<int64_t, CUDA> ids = Tensor<int64_t>::from_vector({0, 5, 2}, Shape{3}).to<CUDA>();
+  cuda::Stream stream;
+  cuda::StreamGuard on(stream);
+  { Tensor<float, CUDA> warm = mentor::embedding(table_gpu, ids); }
+  cuda::Graph graph;
+  Tensor<float, CUDA> rows;
+  graph.capture(stream, [&] { rows = mentor::embedding(table_gpu, ids); });
+  for (const std::vector<int64_t>& next : {std::vector<int64_t>{3, 3, 1}, {4, 0, 5}}) {
+    Tensor<int64_t> next_cpu = Tensor<int64_t>::from_vector(next, Shape{3});
+    ids.copy_(next_cpu.to<CUDA>());
+    graph.replay();
+    CHECK(rows.to<CPU>().to_vector() == mentor::embedding(table, next_cpu).to_vector());
   }
 }

@@ -283,3 +283,125 @@ TEST_CASE("Fashion-MNIST from Debian's package", "[image][fashion_mnist]") {
   CHECK_THROWS_WITH(data::FashionMnist(data::FashionMnistSplit::train, "/nonexistent/fmnist"),
                     Catch::Contains("/nonexistent/fmnist/train-images-idx3-ubyte"));
 }
+
+// ---- Hostile files (issue 8, item 4: each input below crashed or misled the stb-based decoder)
+
+namespace {
+
+std::vector<uint8_t> golden_bytes(const std::string& name) {
+  std::ifstream in(kGoldens / name, std::ios::binary);
+  REQUIRE(in.good());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<uint8_t> bytes_of(std::string_view text) { return {text.begin(), text.end()}; }
+
+void put_le(std::vector<uint8_t>& bytes, size_t at, uint32_t value, int width) {
+  for (int i = 0; i < width; ++i)
+    bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(value >> (8 * i));
+}
+
+void put_be32(std::vector<uint8_t>& bytes, size_t at, uint32_t value) {
+  for (int i = 0; i < 4; ++i)
+    bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(value >> (24 - 8 * i));
+}
+
+}  // namespace
+
+TEST_CASE("untrusted image bytes: only PNG and JPEG, headers checked first", "[image][hostile]") {
+  // The fuzzer's 10-byte input as reported starts 00 (then stb's JPEG sniffing does not apply);
+  // without the 00 it is SOI + a DHT segment claiming 0x2000 bytes, which stb overran.
+  const std::vector<uint8_t> reported = {0x00, 0xff, 0xd8, 0xff, 0xc4,
+                                         0x20, 0x00, 0x01, 0x96, 0x96};
+  CHECK_THROWS_WITH(data::decode_image(reported, 0, "reported.jpg"),
+                    Catch::Contains("reported.jpg") && Catch::Contains("only PNG and JPEG") &&
+                        Catch::Contains("first bytes 00 ff d8 ff c4 20 00 01"));
+  const std::vector<uint8_t> dht(reported.begin() + 1, reported.end());
+  CHECK_THROWS_WITH(data::decode_image(dht, 0, "dht.jpg"),
+                    Catch::Contains("dht.jpg") && Catch::Contains("segment 0xffc4") &&
+                        Catch::Contains("past the end of the file (9 bytes)"));
+
+  // A truncated PNM used to decode with uninitialised pixels; PNM is no longer accepted at all.
+  CHECK_THROWS_WITH(data::decode_image(bytes_of("P6 8 8 255\nAB"), 0, "cut.ppm"),
+                    Catch::Contains("cut.ppm") && Catch::Contains("PNM"));
+
+  // 55 bytes of BMP (file header, BITMAPINFOHEADER, one byte) asking for 32768 x 32768 x 32 bits.
+  std::vector<uint8_t> bmp(55, 0);
+  bmp[0] = 'B';
+  bmp[1] = 'M';
+  put_le(bmp, 2, 55, 4);
+  put_le(bmp, 10, 54, 4);
+  put_le(bmp, 14, 40, 4);
+  put_le(bmp, 18, 32768, 4);
+  put_le(bmp, 22, 32768, 4);
+  put_le(bmp, 26, 1, 2);
+  put_le(bmp, 28, 32, 2);
+  CHECK_THROWS_WITH(data::decode_image(bmp, 0, "huge.bmp"),
+                    Catch::Contains("huge.bmp") && Catch::Contains("BMP"));
+
+  // Pixel cap: a PNG header asking for 100000 x 100000 is refused before any allocation, and the
+  // cap is an option (the 45 x 31 source decodes at exactly its pixel count, not one below).
+  std::vector<uint8_t> png = golden_bytes(manifest()["source"]);
+  const Image source = data::decode_image(png);
+  const int64_t pixels = int64_t{source.width} * source.height;
+  CHECK(data::decode_image(png, 0, "source.png", pixels).data == source.data);
+  CHECK_THROWS_WITH(data::decode_image(png, 0, "source.png", pixels - 1),
+                    Catch::Contains("source.png") &&
+                        Catch::Contains("more than the limit of " + std::to_string(pixels - 1)));
+  std::vector<uint8_t> wide = png;
+  put_be32(wide, 16, 100000);
+  put_be32(wide, 20, 100000);
+  CHECK_THROWS_WITH(data::decode_image(wide, 0, "wide.png"),
+                    Catch::Contains("wide.png is 100000x100000 = 10000000000 pixels") &&
+                        Catch::Contains("limit of 67108864"));
+  std::vector<uint8_t> bad_depth = png;
+  bad_depth[24] = 7;
+  CHECK_THROWS_WITH(data::decode_image(bad_depth, 0, "depth.png"),
+                    Catch::Contains("bit depth 7 is invalid"));
+
+  // Truncated files are errors, never images with made-up pixels.
+  png.resize(png.size() / 2);
+  CHECK_THROWS_WITH(data::decode_image(png, 0, "half.png"),
+                    Catch::Contains("half.png is not a decodable image (libpng"));
+  std::vector<uint8_t> jpeg = golden_bytes(manifest()["jpeg"]);
+  const Image whole = data::decode_image(jpeg);
+  jpeg.resize(jpeg.size() - jpeg.size() / 4);
+  CHECK_THROWS_WITH(data::decode_image(jpeg, 0, "cut.jpg"),
+                    Catch::Contains("cut.jpg is not a decodable image (libjpeg"));
+
+  // libjpeg-turbo with its default (accurate) IDCT and fancy upsampling, as in Pillow: the decode
+  // is identical to Pillow's, byte for byte.
+  CHECK(count_mismatches(whole, golden_png(manifest()["jpeg_decoded_by_pil"])) == 0);
+}
+
+TEST_CASE("gunzip bounds its output and names what is wrong", "[image][idx][hostile]") {
+  const std::vector<uint8_t> gz = golden_bytes(manifest()["idx_gz"]);
+  const size_t size = golden_bytes(manifest()["idx_raw"]).size();
+  CHECK(data::gunzip(gz, "sample.gz", size).size() == size);
+  CHECK_THROWS_WITH(data::gunzip(gz, "sample.gz", size - 1),
+                    Catch::Contains("sample.gz") &&
+                        Catch::Contains("inflates to more than " + std::to_string(size - 1)));
+  std::vector<uint8_t> cut(gz.begin(), gz.end() - 5);
+  CHECK_THROWS_WITH(data::gunzip(cut, "cut.gz"), Catch::Contains("cut.gz: truncated"));
+  std::vector<uint8_t> two = gz;
+  two.insert(two.end(), gz.begin(), gz.end());
+  CHECK_THROWS_WITH(data::gunzip(two, "two.gz"), Catch::Contains("multi-member"));
+  std::vector<uint8_t> length = gz;
+  length[length.size() - 1] ^= 0x40;
+  CHECK_THROWS_WITH(data::gunzip(length, "length.gz"), Catch::Contains("length mismatch"));
+}
+
+TEST_CASE("IDX element counts cannot wrap", "[image][idx][hostile]") {
+  // dims [2^31, 2^31, 4] multiply to 2^64, which wrapped to 0 and matched the empty data section.
+  const std::vector<uint8_t> wraps = {0, 0, 8, 3, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 4};
+  CHECK_THROWS_WITH(data::parse_idx(wraps, "wraps.idx"),
+                    Catch::Contains("wraps.idx") &&
+                        Catch::Contains("dims [2147483648, 2147483648, 4]") &&
+                        Catch::Contains("more elements than 2^64"));
+  // [2^32 - 1, 0]: zero elements, a legal empty array.
+  const std::vector<uint8_t> empty = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+  CHECK(data::parse_idx(empty, "empty.idx").dims == std::vector<int64_t>{4294967295, 0});
+  const std::vector<uint8_t> one_short = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3};
+  CHECK_THROWS_WITH(data::parse_idx(one_short, "short.idx"),
+                    Catch::Contains("holds 3 data bytes, its header promises 4 (dims [2, 2])"));
+}

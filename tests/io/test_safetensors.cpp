@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "fixture_files.hpp"
 #include "mentor/core/bf16.hpp"
 #include "mentor/io/atomic_file.hpp"
 #include "mentor/io/safetensors.hpp"
@@ -106,11 +107,6 @@ double half_reference(uint16_t bits) {
   const int mantissa = bits & 0x3ff;
   if (exponent == 0) return sign * std::ldexp(static_cast<double>(mantissa), -24);
   return sign * std::ldexp(1024.0 + mantissa, exponent - 25);
-}
-
-std::string fixtures_dir() {
-  if (const char* env = std::getenv("MENTOR_FIXTURES_DIR")) return env;
-  return MENTOR_FIXTURES_DIR;
 }
 
 // A valid two-tensor file on disk as bytes: "a" F32 [2,3], "b" I32 [4].
@@ -331,12 +327,10 @@ TEST_CASE("an opened file stays valid when moved", "[safetensors]") {
 
 // ---- the upstream fixture --------------------------------------------------------------------
 
+// Required (tests/fixture_files.hpp): a missing file fails; MENTOR_FIXTURES=skip skips.
 TEST_CASE("reads the upstream LlamaGen VQ fixture", "[safetensors][fixture]") {
-  const std::string path = fixtures_dir() + "/llamagen_vq_s0.safetensors";
-  if (!fs::exists(path)) {
-    WARN("fixture " << path << " is absent; skipping");
-    return;
-  }
+  MENTOR_FIXTURE_TEST_OR_SKIP();
+  const std::string path = mentor::test::fixture_file("upstream", "llamagen_vq_s0.safetensors").string();
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   // Shapes from the fixture README.
   CHECK(file.info("in.image").shape == std::vector<int64_t>{2, 3, 16, 16});

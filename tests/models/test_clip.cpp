@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "catch.hpp"
+#include "fixture_files.hpp"
 #include "mentor/models/clip.hpp"
 #include "mentor/models/verify_clip.hpp"
 
@@ -23,13 +24,8 @@ auto has_text(const std::string& text) { return Catch::Matchers::ContainsSubstri
 auto has_text(const std::string& text) { return Catch::Contains(text); }
 #endif
 
-std::filesystem::path fixtures_dir() {
-  if (const char* env = std::getenv("MENTOR_FIXTURES")) return env;
-  return MENTOR_FIXTURES_DIR;
-}
 nlohmann::json fixture_config(const std::string& key) {
-  std::ifstream in(fixtures_dir() / "configs.json");
-  return nlohmann::json::parse(in).at(key);
+  return test::fixture_config("upstream", key);
 }
 
 CLIPVisionConfig tiny_config() {
@@ -53,30 +49,20 @@ double max_abs_diff(const Tensor<double>& a, const Tensor<double>& b) {
 
 }  // namespace
 
+// Fixtures are required (tests/fixture_files.hpp): a missing file fails.
 TEST_CASE("CLIP vision tower matches the upstream fixtures", "[clip][fixture]") {
-  int found = 0;
-  for (int seed : {0, 1}) {
-    auto path = fixtures_dir() / ("hf_clipvis_s" + std::to_string(seed) + ".safetensors");
-    if (!std::filesystem::exists(path)) {
-      if (seed == 0) WARN("fixture " << path.string() << " is missing: skipped");
-      continue;
-    }
-    ++found;
-    auto file = io::SafeTensorsFile::open(path.string());
-    VerifyReport report = verify_clip<float, CPU>(file, fixture_config("hf_clipvis"));
-    report.print(std::cout);
-    CHECK(report.pass());
-  }
-  if (found == 0) WARN("no hf_clipvis fixture found under " << fixtures_dir().string());
+  MENTOR_FIXTURE_TEST_OR_SKIP();
+  auto file = io::SafeTensorsFile::open(
+      test::fixture_file("upstream", "hf_clipvis_s0.safetensors").string());
+  VerifyReport report = verify_clip<float, CPU>(file, fixture_config("hf_clipvis"));
+  report.print(std::cout);
+  CHECK(report.pass());
 }
 
 TEST_CASE("CLIP bf16 stays close to the fixture", "[clip][fixture][bf16]") {
-  auto path = fixtures_dir() / "hf_clipvis_s0.safetensors";
-  if (!std::filesystem::exists(path)) {
-    WARN("fixture " << path.string() << " is missing: skipped");
-    return;
-  }
-  auto file = io::SafeTensorsFile::open(path.string());
+  MENTOR_FIXTURE_TEST_OR_SKIP();
+  auto file = io::SafeTensorsFile::open(
+      test::fixture_file("upstream", "hf_clipvis_s0.safetensors").string());
   VerifyReport report = verify_clip<bf16, CPU>(file, fixture_config("hf_clipvis"));
   report.print(std::cout);
   CHECK(report.pass());

@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "fixture_files.hpp"
 #include "mentor/generate/greedy.hpp"
 #include "mentor/models/gpt.hpp"
+#include "mentor/models/multimodal_encoder.hpp"
 #include "mentor/models/verify_gpt.hpp"
 
 using namespace mentor;
@@ -26,14 +28,8 @@ auto has_text(const std::string& text) { return Catch::Matchers::ContainsSubstri
 auto has_text(const std::string& text) { return Catch::Contains(text); }
 #endif
 
-std::filesystem::path fixtures_dir() {
-  if (const char* env = std::getenv("MENTOR_FIXTURES")) return env;
-  return MENTOR_FIXTURES_DIR;
-}
-
 nlohmann::json fixture_config(const std::string& key) {
-  std::ifstream in(fixtures_dir() / "configs.json");
-  return nlohmann::json::parse(in).at(key);
+  return test::fixture_config("upstream", key);
 }
 
 // A small model of either type with random (not upstream-initialised) weights everywhere, the
@@ -139,15 +135,13 @@ std::vector<std::vector<int64_t>> rows_of(const Tensor<int64_t>& t) {
 
 }  // namespace
 
+// Fixtures are required (tests/fixture_files.hpp): a missing file fails.
 TEST_CASE("GPT matches the upstream LlamaGen fixtures (float32, CPU)", "[gpt][fixtures]") {
+  MENTOR_FIXTURE_TEST_OR_SKIP();
   for (const std::string key : {"llamagen_gpt_c2i", "llamagen_gpt_t2i"}) {
     for (int seed : {0, 1}) {
       std::filesystem::path path =
-          fixtures_dir() / (key + "_s" + std::to_string(seed) + ".safetensors");
-      if (!std::filesystem::exists(path)) {
-        WARN("fixture " << path.string() << " missing; skipped");
-        continue;
-      }
+          test::fixture_file("upstream", key + "_s" + std::to_string(seed) + ".safetensors");
       io::SafeTensorsFile file = io::SafeTensorsFile::open(path.string());
       VerifyReport report = verify_gpt<float, CPU>(file, fixture_config(key));
       report.print(std::cout);
@@ -164,6 +158,27 @@ TEST_CASE("GPT matches the upstream LlamaGen fixtures (float32, CPU)", "[gpt][fi
       CHECK(static_cast<int>(names.size()) == grads + 4);
       REQUIRE(report.pass());
     }
+  }
+}
+
+// bf16 (8 significant bits per stored activation; accumulation in float): logits, loss and every
+// gradient within the bf16 tolerances of verify.hpp; the greedy tokens are generated but not
+// required (one rounded argmax changes every later token).
+TEST_CASE("GPT in bf16 matches the upstream LlamaGen fixtures within bf16 tolerances",
+          "[gpt][fixtures][bf16]") {
+  MENTOR_FIXTURE_TEST_OR_SKIP();
+  for (const std::string key : {"llamagen_gpt_c2i", "llamagen_gpt_t2i"}) {
+    std::filesystem::path path = test::fixture_file("upstream", key + "_s0.safetensors");
+    io::SafeTensorsFile file = io::SafeTensorsFile::open(path.string());
+    VerifyReport report = verify_gpt<bf16, CPU>(file, fixture_config(key));
+    report.print(std::cout);
+    INFO(path.string());
+    for (const auto& c : report.comparisons) {
+      INFO(c.name << " error " << c.error << " tolerance " << c.tolerance);
+      CHECK(c.pass());
+    }
+    CHECK(report.not_compared.size() == 2);  // the two token sequences
+    REQUIRE(report.pass());
   }
 }
 
@@ -517,4 +532,99 @@ TEST_CASE("GPT reports misuse clearly", "[gpt][errors]") {
   CHECK(plain.label_embedder().embedding_table.weight.size(0) == no_null.num_classes);
   CHECK_THROWS_WITH(generate::generate_greedy(plain, labels, Tensor<bool>(), 4, 2.0),
                     has_text("null class"));
+}
+
+TEST_CASE("GPT: one rule for the caption length on every path", "[gpt][errors][generate]") {
+  GPTConfig c = small_config(GPTModelType::TextToImage);  // cls_token_num 6
+  c.class_dropout_prob = 0.5;
+  Generator gen(21);
+  GPT<double> model(c, gen);
+  randomise(model, 22);
+  Generator data(23);
+  const int64_t batch = 2, slots = c.cls_token_num;
+  Tensor<int64_t> idx = Tensor<int64_t>::zeros({batch, 4});
+  for (int64_t rows : {slots - 2, slots + 3}) {
+    INFO("caption of " << rows << " rows");
+    Tensor<double> caption = Tensor<float>::randn({batch, rows, c.caption_dim}, data).to<double>();
+    auto names_both = [&](const std::string& where) {
+      return has_text(where + ": the caption has " + std::to_string(rows) +
+                      " token rows but the model takes exactly cls_token_num = 6");
+    };
+    model.train();
+    CHECK_THROWS_WITH(model.forward_train(idx, caption), names_both("GPT"));
+    model.eval();
+    CHECK_THROWS_WITH(model.forward_train(idx, caption), names_both("GPT"));
+    CHECK_THROWS_WITH(model.forward_train(idx, caption), has_text("models::left_pad_condition"));
+    model.setup_cache(batch, slots + 4);
+    CHECK_THROWS_WITH(model.prefill(caption), names_both("GPT"));
+    model.clear_cache();
+    for (double scale : {1.0, 3.0}) {
+      INFO("cfg " << scale);
+      CHECK_THROWS_WITH(generate::generate_greedy(model, caption, Tensor<bool>(), 4, scale),
+                        names_both("generate_greedy"));
+      CHECK(model.cache_capacity() == 0);
+    }
+    // The documented helper brings it to cls_token_num rows; every path then takes it, and the
+    // result equals the prefix built by hand: the first min(rows, slots) rows, right-aligned.
+    ConditionPrefix<double, CPU> prefix = left_pad_condition(caption, Tensor<bool>(), slots);
+    REQUIRE(prefix.embeddings.shape() == Shape{batch, slots, c.caption_dim});
+    const int64_t kept = std::min(rows, slots);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < slots; ++t) {
+        const bool real = t >= slots - kept;
+        CHECK(prefix.mask.at({b, t}) == real);
+        for (int64_t k = 0; k < c.caption_dim; ++k)
+          CHECK(prefix.embeddings.at({b, t, k}) ==
+                (real ? caption.at({b, t - (slots - kept), k}) : 0.0));
+      }
+    model.train();
+    CHECK(model.forward_train(idx, prefix.embeddings).shape() == Shape{batch, 5, c.vocab_size});
+    model.eval();
+    CHECK(model.forward_train(idx, prefix.embeddings).shape() == Shape{batch, 5, c.vocab_size});
+    for (double scale : {1.0, 3.0})
+      CHECK(generate::generate_greedy(model, prefix.embeddings, prefix.mask, 4, scale).shape() ==
+            Shape{batch, 4});
+  }
+  // Exactly cls_token_num rows is taken as it is by every path.
+  Tensor<double> exact = Tensor<float>::randn({batch, slots, c.caption_dim}, data).to<double>();
+  model.train();
+  CHECK(model.forward_train(idx, exact).shape() == Shape{batch, 5, c.vocab_size});
+  model.eval();
+  CHECK(model.forward_train(idx, exact).shape() == Shape{batch, 5, c.vocab_size});
+  for (double scale : {1.0, 3.0})
+    CHECK(generate::generate_greedy(model, exact, Tensor<bool>(), 4, scale).shape() ==
+          Shape{batch, 4});
+}
+
+TEST_CASE("generate_greedy: messages show the caller's batch; a failure leaves no cache",
+          "[gpt][errors][generate]") {
+  SECTION("t2i: emb_mask checked against the batch of 2, not the guided batch of 4") {
+    GPTConfig c = small_config(GPTModelType::TextToImage);
+    Generator gen(31);
+    GPT<float> model(c, gen);
+    model.eval();
+    Tensor<float> caption = Tensor<float>::zeros({2, c.cls_token_num, c.caption_dim});
+    for (double scale : {1.0, 4.0}) {
+      INFO("cfg " << scale);
+      CHECK_THROWS_WITH(
+          generate::generate_greedy(model, caption, Tensor<bool>::ones({2, 5}), 4, scale),
+          has_text("emb_mask [2, 5] is not [2, 6]"));
+      CHECK(model.cache_capacity() == 0);
+    }
+  }
+  SECTION("c2i: a label out of range throws inside the prefill; the cache is freed") {
+    GPTConfig c = small_config(GPTModelType::ClassToImage);
+    Generator gen(32);
+    GPT<float> model(c, gen);
+    randomise(model, 33);
+    model.eval();
+    Tensor<int64_t> labels = Tensor<int64_t>::from_vector({1, 3}, {2});
+    const auto before =
+        generate::generate_greedy(model, labels, Tensor<bool>(), 6, 2.0).to_vector();
+    Tensor<int64_t> bad = Tensor<int64_t>::from_vector({1, 9}, {2});  // null class is 5
+    CHECK_THROWS_WITH(generate::generate_greedy(model, bad, Tensor<bool>(), 6, 2.0), has_text("9"));
+    CHECK(model.cache_capacity() == 0);
+    CHECK(generate::generate_greedy(model, labels, Tensor<bool>(), 6, 2.0).to_vector() == before);
+    CHECK(model.cache_capacity() == 0);
+  }
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "fixture_files.hpp"
 #include "mentor/models/t5.hpp"
 #include "mentor/models/verify_t5.hpp"
 
@@ -25,13 +26,8 @@ auto has_text(const std::string& text) { return Catch::Matchers::ContainsSubstri
 auto has_text(const std::string& text) { return Catch::Contains(text); }
 #endif
 
-std::filesystem::path fixtures_dir() {
-  if (const char* env = std::getenv("MENTOR_FIXTURES")) return env;
-  return MENTOR_FIXTURES_DIR;
-}
 nlohmann::json fixture_config(const std::string& key) {
-  std::ifstream in(fixtures_dir() / "configs.json");
-  return nlohmann::json::parse(in).at(key);
+  return test::fixture_config("upstream", key);
 }
 
 T5Config tiny_config() {
@@ -88,36 +84,39 @@ std::string temp_path(const std::string& name) {
 
 }  // namespace
 
+// Fixtures are required (tests/fixture_files.hpp): a missing file fails.
 TEST_CASE("T5 encoder matches the upstream fixtures", "[t5][fixture]") {
-  int found = 0;
-  for (int seed : {0, 1}) {
-    auto path = fixtures_dir() / ("hf_t5enc_s" + std::to_string(seed) + ".safetensors");
-    if (!std::filesystem::exists(path)) continue;
-    ++found;
-    auto file = io::SafeTensorsFile::open(path.string());
-    VerifyReport report = verify_t5<float, CPU>(file, fixture_config("hf_t5enc"));
-    report.print(std::cout);
-    CHECK(report.pass());
-  }
-  if (found == 0) WARN("no hf_t5enc fixture found under " << fixtures_dir().string());
+  MENTOR_FIXTURE_TEST_OR_SKIP();
+  auto file =
+      io::SafeTensorsFile::open(test::fixture_file("upstream", "hf_t5enc_s0.safetensors").string());
+  VerifyReport report = verify_t5<float, CPU>(file, fixture_config("hf_t5enc"));
+  report.print(std::cout);
+  CHECK(report.pass());
 }
 
-// bf16 keeps 8 significant bits of every activation; on this fixture (random weights and norm
-// gains, unscaled attention logits) the float32 reference is reached to ~3.4e-2 for the output and
-// 5e-2..2e-1 for the gradients (measured), so only the output is held, to 5e-2: the check is that
-// the bf16 path computes the same function, not a precision claim.
+// bf16 keeps 8 significant bits of every weight and activation; on this fixture (random weights
+// and norm gains, unscaled attention logits up to |41|) the float32 reference is reached to ~3.4e-2
+// for the output and 2.3e-2..2.0e-1 for the gradients (measured). Rounding only the weights to
+// bf16, with float32 arithmetic, already costs 2.1e-2 / 1.1e-1: the bounds (t5_tolerances in
+// verify.hpp, 5e-2 and 3e-1) come from that conditioning, and every gradient is held to them.
 TEST_CASE("T5 bf16 computes the fixture's function", "[t5][fixture][bf16]") {
-  auto path = fixtures_dir() / "hf_t5enc_s0.safetensors";
-  if (!std::filesystem::exists(path)) {
-    WARN("fixture " << path.string() << " is missing: skipped");
-    return;
-  }
-  auto file = io::SafeTensorsFile::open(path.string());
+  MENTOR_FIXTURE_TEST_OR_SKIP();
+  auto file =
+      io::SafeTensorsFile::open(test::fixture_file("upstream", "hf_t5enc_s0.safetensors").string());
   VerifyReport report = verify_t5<bf16, CPU>(file, fixture_config("hf_t5enc"));
   REQUIRE(report.comparisons.front().name == "out.last_hidden_state");
   const double error = report.comparisons.front().error;
   std::cout << "bf16 out.last_hidden_state rel err " << error << " (held to 5e-2)\n";
   CHECK(error < 5e-2);
+  report.print(std::cout);
+  int gradients = 0;
+  for (const auto& c : report.comparisons) {
+    INFO(c.name << " rel err " << c.error << " (tol " << c.tolerance << ")");
+    CHECK(c.pass());
+    gradients += c.name.rfind("grad.", 0) == 0;
+  }
+  CHECK(gradients == 21);  // every grad.* key of the file
+  CHECK(report.pass());
 }
 
 TEST_CASE("T5 relative position buckets match HF's (float32 boundaries included)", "[t5]") {

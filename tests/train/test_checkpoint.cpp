@@ -14,10 +14,13 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "mentor/generate/greedy.hpp"
+#include "mentor/models/load.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/ops/ops.hpp"
 #include "mentor/train/checkpoint.hpp"
 #include "mentor/train/trainer.hpp"
+#include "tiny_mentor.hpp"
 
 using namespace mentor;
 namespace fs = std::filesystem;
@@ -371,4 +374,354 @@ TEST_CASE("latest, pruning, listing and stale temporary files", "[checkpoint][fi
   CHECK_THROWS_WITH(writer.commit(dir, "x"), Catch::Contains("\"data\" is reserved"));
   train::CheckpointWriter writer2;
   CHECK_THROWS_WITH(writer2.commit(dir, "a/b"), Catch::Contains("invalid name"));
+}
+
+// ---- manifests that cannot lie or escape -------------------------------------------------------
+
+namespace {
+
+nlohmann::json read_json(const fs::path& path) {
+  return nlohmann::json::parse(std::ifstream(path));
+}
+
+// Writes `manifest` re-signed with a valid manifest_xxh64, as a tool that knows the format would:
+// the checks behind the hash must hold on their own.
+void write_signed(const fs::path& path, nlohmann::json manifest) {
+  manifest["manifest_xxh64"] = train::detail::manifest_hash(manifest);
+  std::ofstream(path, std::ios::trunc) << manifest.dump(1);
+}
+
+// parse_checkpoint_manifest throws a mentor::Error (any other exception fails the test) whose
+// message contains `fragment`.
+void expect_manifest_error(const std::string& text, const std::string& fragment) {
+  INFO("manifest: " << text.substr(0, 300));
+  try {
+    train::parse_checkpoint_manifest(text);
+    FAIL("parse_checkpoint_manifest accepted it");
+  } catch (const Error& e) {
+    CHECK_THAT(std::string(e.what()), Catch::Contains(fragment));
+  }
+}
+void expect_signed_error(nlohmann::json manifest, const std::string& fragment) {
+  manifest["manifest_xxh64"] = train::detail::manifest_hash(manifest);
+  expect_manifest_error(manifest.dump(), fragment);
+}
+
+}  // namespace
+
+TEST_CASE("the manifest is covered by its own hash: an edited step or RNG offset does not load",
+          "[checkpoint][manifest]") {
+  const auto dir = scratch("manifest_hash");
+  Mlp<float> model(5, 7, 3, 1);
+  train::Trainer<float> trainer(model, options());
+  train_steps(trainer, model, 2, 5);
+  Generator rng(42);
+  rng.offset = 10;
+  const auto stem = trainer.save(dir, {}, rng);
+  const auto path = train::manifest_path(stem);
+  const auto good = read_bytes(path);
+  const nlohmann::json manifest = read_json(path);
+  CHECK(manifest["version"] == 2);
+  CHECK(manifest["manifest_xxh64"] == train::detail::manifest_hash(manifest));
+
+  const auto expect_refused = [&](nlohmann::json edited, const std::string& fragment) {
+    std::ofstream(path, std::ios::trunc) << edited.dump(1);
+    Mlp<float> fresh(5, 7, 3, 77);
+    train::Trainer<float> t(fresh, options());
+    CHECK_THROWS_WITH(t.load(dir), Catch::Contains(fragment));
+    CHECK(t.step_count() == 0);
+    write_bytes(path, good);
+  };
+  nlohmann::json edited = manifest;
+  edited["rng"]["offset"] = 11;
+  expect_refused(edited, "fails its own integrity check");
+  edited = manifest;
+  edited["step"] = 3;
+  expect_refused(edited, "fails its own integrity check");
+  edited = manifest;
+  edited["trainer"]["max_grad_norm"] = 2.0;
+  expect_refused(edited, "fails its own integrity check");
+  edited = manifest;
+  edited.erase("manifest_xxh64");
+  expect_refused(edited, "has no \"manifest_xxh64\"");
+  edited = manifest;
+  edited["version"] = 1;  // the old format had no manifest hash: refused, not trusted
+  expect_refused(edited, "has version 1; this build reads version 2");
+  // Whitespace is not content: the canonical text is hashed.
+  std::ofstream(path, std::ios::trunc) << manifest.dump(4);
+  Mlp<float> fresh(5, 7, 3, 77);
+  train::Trainer<float> t(fresh, options());
+  CHECK(t.load(dir).rng.offset == 10);
+}
+
+TEST_CASE("parse_checkpoint_manifest: bad fields are mentor errors, never casts or escapes",
+          "[checkpoint][manifest]") {
+  const auto dir = scratch("manifest_fields");
+  Mlp<float> model(5, 7, 3, 1);
+  train::Trainer<float> trainer(model, options());
+  const auto stem = trainer.save(dir, {}, Generator(1));
+  const nlohmann::json good = read_json(train::manifest_path(stem));
+  const auto parsed = train::parse_checkpoint_manifest(good.dump());
+  CHECK(parsed.data_file == "step-00000000.safetensors");
+  CHECK(parsed.tensors.at("model.fc1.weight").shape == std::vector<int64_t>{7, 5});
+
+  expect_manifest_error("{\"format\":1}", "is not a mentor checkpoint (\"format\" is 1");
+  expect_manifest_error("[1, 2]", "is not a JSON object");
+  expect_manifest_error("{\"format\": \"mentor.chec", "is damaged or truncated");
+  expect_manifest_error(std::string(100000, '[') + std::string(100000, ']'), "nested deeper");
+  expect_manifest_error("{\"format\":\"mentor.checkpoint\",\"version\":1e300}",
+                        "\"version\" must be an integer, got number 1e+300");
+  expect_manifest_error("{\"format\":\"mentor.checkpoint\",\"version\":\"2\"}",
+                        "\"version\" must be an integer, got string");
+  expect_manifest_error("{\"format\":\"mentor.checkpoint\",\"version\":18446744073709551615}",
+                        "out of range");
+
+  const auto with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json m = good;
+    edit(m);
+    return m;
+  };
+  expect_signed_error(with([](auto& m) { m["data"]["bytes"] = 1e300; }),
+                      "data.bytes must be an integer, got number");
+  expect_signed_error(with([](auto& m) { m["data"]["bytes"] = -5; }),
+                      "data.bytes must not be negative");
+  expect_signed_error(with([](auto& m) { m["data"]["bytes"] = "12"; }),
+                      "data.bytes must be an integer, got string");
+  expect_signed_error(with([](auto& m) { m["data"] = 3; }), "\"data\" must be an object");
+  expect_signed_error(with([](auto& m) { m["data"].erase("xxh64"); }), "has no \"xxh64\"");
+  expect_signed_error(with([](auto& m) {
+                        m["tensors"]["model.fc1.weight"]["shape"] = {7, 1e300};
+                      }),
+                      "tensors[\"model.fc1.weight\"].shape[1] must be an integer");
+  expect_signed_error(with([](auto& m) {
+                        m["tensors"]["model.fc1.weight"]["shape"] = {-7, 5};
+                      }),
+                      "negative extent -7");
+  expect_signed_error(with([](auto& m) { m["tensors"]["model.fc1.weight"]["shape"] = "7x5"; }),
+                      ".shape must be an array, got string");
+  expect_signed_error(with([](auto& m) { m["tensors"]["model.fc1.weight"]["dtype"] = 32; }),
+                      ".dtype must be a string, got number");
+  expect_signed_error(with([](auto& m) {
+                        m["tensors"] = {1, 2};
+                      }),
+                      "\"tensors\" must be an object, got array");
+  // data.file stays inside the checkpoint's folder.
+  for (const std::string file : {"/etc/passwd", "../step-00000000.safetensors", "sub/x.safetensors",
+                                 "..", ".", "", "a\\b"}) {
+    INFO("data.file " << file);
+    expect_signed_error(with([&](auto& m) { m["data"]["file"] = file; }),
+                        "is not a plain file name in the checkpoint's folder");
+  }
+  expect_signed_error(with([](auto& m) { m["data"]["file"] = 7; }),
+                      "data.file must be a string, got number");
+}
+
+TEST_CASE("data.file naming a folder, or unreadable training fields, fail clearly",
+          "[checkpoint][manifest]") {
+  const auto dir = scratch("manifest_folder");
+  Mlp<float> model(5, 7, 3, 1);
+  train::Trainer<float> trainer(model, options());
+  train_steps(trainer, model, 1, 5);
+  const auto stem = trainer.save(dir, {}, Generator(1));
+  const auto path = train::manifest_path(stem);
+  const nlohmann::json good = read_json(path);
+  const auto expect_refused = [&](const std::function<void(nlohmann::json&)>& edit,
+                                  const std::string& fragment) {
+    nlohmann::json m = good;
+    edit(m);
+    write_signed(path, m);
+    Mlp<float> fresh(5, 7, 3, 77);
+    train::Trainer<float> t(fresh, options());
+    CHECK_THROWS_WITH(t.load(dir), Catch::Contains(fragment));
+    CHECK(t.step_count() == 0);
+  };
+  fs::create_directories(dir / "folder.safetensors");
+  expect_refused([](auto& m) { m["data"]["file"] = "folder.safetensors"; },
+                 "folder.safetensors is not a regular file");
+  expect_refused([](auto& m) { m["step"] = 1e300; }, "step must be an integer, got number");
+  expect_refused([](auto& m) { m["rng"]["offset"] = -1; }, "rng.offset must not be negative");
+  expect_refused([](auto& m) { m["rng"]["seed"] = 0.5; }, "rng.seed must be an integer");
+  expect_refused([](auto& m) { m["loader"]["epoch"] = "x"; }, "loader.epoch must be an integer");
+  expect_refused(
+      [](auto& m) {
+        m["generators"] = {{"ghost", {{"seed", 1}, {"offset", 2}}}};
+      },
+      "generator 'ghost' in the checkpoint is not a generator of this model");
+  expect_refused([](auto& m) { m["optimizer"]["param_steps"]["fc1.weight"] = 1e300; },
+                 "optimizer.param_steps.fc1.weight must be an integer");
+  expect_refused([](auto& m) { m["optimizer"]["type"] = 5; }, "malformed \"optimizer\"");
+  write_signed(path, good);
+  Mlp<float> fresh(5, 7, 3, 77);
+  train::Trainer<float> t(fresh, options());
+  CHECK(t.load(dir).step == 1);
+}
+
+TEST_CASE("listing and pruning skip bad checkpoints, report them, and keep working",
+          "[checkpoint][files]") {
+  const auto dir = scratch("bad_in_folder");
+  Mlp<float> model(5, 7, 3, 1);
+  train::Trainer<float> trainer(model, options());
+  for (int i = 0; i < 4; ++i) {
+    train_steps(trainer, model, 1, 5);
+    trainer.save(dir, {}, Generator(1), {}, /*keep_last=*/0);
+  }
+  // Step 2's manifest is replaced by a bad one (its data file stays), step 3's is torn, and an
+  // unrelated JSON file sits beside them.
+  write_bytes(dir / "step-00000002.json",
+              {'{', '"', 'f', 'o', 'r', 'm', 'a', 't', '"', ':', '1', '}'});
+  const auto torn = read_bytes(dir / "step-00000003.json");
+  write_bytes(dir / "step-00000003.json", {torn.begin(), torn.begin() + 40});
+  std::ofstream(dir / "settings.json") << "{\"lr\": 1}";
+
+  std::vector<train::SkippedCheckpoint> skipped;
+  const auto listed = train::list_checkpoints(dir, &skipped);
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].second == dir / "step-00000001");
+  CHECK(listed[1].second == dir / "step-00000004");
+  REQUIRE(skipped.size() == 2);
+  std::sort(skipped.begin(), skipped.end(),
+            [](const auto& a, const auto& b) { return a.manifest < b.manifest; });
+  CHECK(skipped[0].manifest == dir / "step-00000002.json");
+  CHECK_THAT(skipped[0].reason, Catch::Contains("is not a mentor checkpoint"));
+  CHECK(skipped[1].manifest == dir / "step-00000003.json");
+  CHECK_THAT(skipped[1].reason, Catch::Contains("is damaged or truncated"));
+  CHECK(train::list_checkpoints(dir).size() == 2);  // without a report, too
+
+  const auto report = train::prune_checkpoints(dir, 1);
+  CHECK(report.removed == std::vector<fs::path>{dir / "step-00000001"});
+  CHECK(report.skipped.size() == 2);
+  CHECK(!fs::exists(dir / "step-00000001.json"));
+  CHECK(fs::exists(dir / "step-00000002.json"));  // not ours to judge: left alone
+  CHECK(fs::exists(dir / "step-00000003.json"));
+  CHECK(fs::exists(dir / "settings.json"));
+  // Saving keeps working in that folder (and warns about the bad ones).
+  train_steps(trainer, model, 1, 5);
+  trainer.save(dir, {}, Generator(1), {}, 1);
+  CHECK(train::list_checkpoints(dir).size() == 1);
+  CHECK(train::resolve_checkpoint(dir) == dir / "step-00000005");
+
+  // A damaged `latest`: which checkpoint it meant is unknown, so nothing is pruned.
+  write_bytes(dir / "latest", {'.', '.', '\n'});
+  const auto cautious = train::prune_checkpoints(dir, 1);
+  CHECK(cautious.removed.empty());
+  REQUIRE(!cautious.skipped.empty());
+  CHECK_THAT(cautious.skipped[0].reason, Catch::Contains("nothing pruned"));
+  CHECK_THROWS_WITH(train::resolve_checkpoint(dir), Catch::Contains("is empty or damaged"));
+}
+
+TEST_CASE("resuming with other trainer options or config is an error naming each, unless allowed",
+          "[checkpoint][options]") {
+  const auto dir = scratch("options");
+  Mlp<float> model(5, 7, 3, 1);
+  train::Trainer<float> trainer(model, options());
+  train_steps(trainer, model, 2, 5);
+  trainer.save(dir, {}, Generator(1), {{"batch_size", 4}, {"data", {{"seed", 3}}}});
+
+  train::TrainerOptions changed = options();
+  changed.schedule = train::WarmupCosine{2e-2, 2, 20, 0.1};
+  changed.max_grad_norm = 0.5;
+  changed.accumulation_steps = 3;
+  {
+    Mlp<float> fresh(5, 7, 3, 77);
+    const auto before = values(fresh);
+    train::Trainer<float> t(fresh, changed);
+    try {
+      t.load(dir);
+      FAIL("changed options must be refused");
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      INFO(message);
+      CHECK(message.find("3 option(s) differ from the saved run") != std::string::npos);
+      CHECK(message.find("schedule.peak: saved 0.01, given 0.02") != std::string::npos);
+      CHECK(message.find("max_grad_norm: saved 1.0, given 0.5") != std::string::npos);
+      CHECK(message.find("accumulation_steps: saved 1, given 3") != std::string::npos);
+      CHECK(message.find("allow_option_changes") != std::string::npos);
+    }
+    CHECK(same_bytes(values(fresh), before));
+    CHECK(t.step_count() == 0);
+
+    // Allowed by name (a prefix covers an object's leaves); the given options are kept.
+    train::ResumeOptions allow;
+    allow.allow_option_changes = {"schedule", "max_grad_norm"};
+    CHECK_THROWS_WITH(t.load(dir, allow), Catch::Contains("1 option(s) differ") &&
+                                              Catch::Contains("accumulation_steps"));
+    allow.allow_option_changes.push_back("accumulation_steps");
+    CHECK(t.load(dir, allow).step == 2);
+    CHECK(t.options().accumulation_steps == 3);
+    CHECK(t.next_lr() == train::lr_at(changed.schedule, 2));
+    train::ResumeOptions any;
+    any.allow_option_changes = {"*"};
+    CHECK(t.load(dir, any).step == 2);
+    // A new stage from these weights compares nothing.
+    CHECK(t.load(dir, train::LoadMode::weights_only).step == 2);
+  }
+  // The caller's config, when given, is compared the same way ("config.<key>").
+  Mlp<float> fresh(5, 7, 3, 77);
+  train::Trainer<float> t(fresh, options());
+  train::ResumeOptions with_config;
+  with_config.config = {{"batch_size", 8}, {"data", {{"seed", 4}}}};
+  CHECK_THROWS_WITH(t.load(dir, with_config),
+                    Catch::Contains("2 option(s) differ") &&
+                        Catch::Contains("config.batch_size: saved 4, given 8") &&
+                        Catch::Contains("config.data.seed: saved 3, given 4"));
+  with_config.allow_option_changes = {"config.batch_size", "config.data"};
+  CHECK(t.load(dir, with_config).step == 2);
+  with_config.config = {{"batch_size", 4}, {"data", {{"seed", 3}}}};
+  with_config.allow_option_changes.clear();
+  CHECK(t.load(dir, with_config).step == 2);
+}
+
+TEST_CASE("load_for_inference: one call from a trainer checkpoint to an eval-mode model",
+          "[checkpoint][inference]") {
+  const auto dir = scratch("inference");
+  auto trained = tiny_mentor::model(5, 16);
+  train::TrainerOptions options;
+  options.schedule = train::WarmupCosine{5e-3, 1, 4, 0.1};
+  train::Trainer<float> trainer(*trained, options);
+  const auto batch =
+      tiny_mentor::collate({tiny_mentor::dataset(16)->get(0), tiny_mentor::dataset(16)->get(1)});
+  for (int i = 0; i < 2; ++i)
+    trainer.step([&](int64_t) { return tiny_mentor::loss(*trained, batch); });
+  trainer.save(dir, data::LoaderState{}, Generator(1), trained->config().to_json());
+
+  SECTION("the weights, buffers and config are the trained model's; eval mode; same tokens") {
+    auto loaded = models::load_for_inference<models::MentorModel<float>>(dir);
+    CHECK_FALSE(loaded->training());
+    CHECK(loaded->config().to_json() == trained->config().to_json());
+    auto theirs = trained->state();
+    auto ours = loaded->state();
+    REQUIRE(ours.size() == theirs.size());
+    for (size_t i = 0; i < ours.size(); ++i) {
+      INFO(ours[i].first);
+      CHECK(ours[i].first == theirs[i].first);
+      CHECK(ours[i].second->to_vector() == theirs[i].second->to_vector());
+    }
+    trained->eval();
+    auto prefix_a = trained->condition(batch.ids, batch.mask, batch.images);
+    auto prefix_b = loaded->condition(batch.ids, batch.mask, batch.images);
+    CHECK(generate::generate_greedy(loaded->gpt, prefix_b.embeddings, prefix_b.mask, 4, 3.0)
+              .to_vector() ==
+          generate::generate_greedy(trained->gpt, prefix_a.embeddings, prefix_a.mask, 4, 3.0)
+              .to_vector());
+  }
+  SECTION("another architecture is refused, naming the tensors that do not fit") {
+    REQUIRE_THROWS_WITH(models::load_for_inference<models::GPT<float>>(dir, "gpt"),
+                        Catch::Contains("does not hold this architecture") &&
+                            Catch::Contains("multimodal_encoder."));
+  }
+  SECTION("a checkpoint without a model config is refused") {
+    const auto bare = scratch("inference_bare");
+    trainer.save(bare, data::LoaderState{}, Generator(1));
+    REQUIRE_THROWS_WITH(models::load_for_inference<models::MentorModel<float>>(bare),
+                        Catch::Contains("no model configuration") && Catch::Contains("config"));
+  }
+  SECTION("a config that disagrees with the saved weights is refused before reading") {
+    const auto lying = scratch("inference_lying");
+    nlohmann::json config = trained->config().to_json();
+    config["gpt"]["n_layer"] = 3;
+    trainer.save(lying, data::LoaderState{}, Generator(1), config);
+    REQUIRE_THROWS_WITH(
+        models::load_for_inference<models::MentorModel<float>>(lying),
+        Catch::Contains("does not hold this architecture") && Catch::Contains("layers.2."));
+  }
 }

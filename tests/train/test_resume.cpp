@@ -2,7 +2,9 @@
 // N − k steps, give bit-identical losses, weights, masters and optimizer moments on the CPU. The
 // run exercises everything a checkpoint must carry: dropout (the Generator's offset), a shuffled
 // multi-worker data loader crossing an epoch boundary (its position), gradient accumulation,
-// clipping, the warm-up/cosine schedule (the step) and AdamW's per-parameter state.
+// clipping, the warm-up/cosine schedule (the step) and AdamW's per-parameter state. The same on a
+// tiny MentorModel with every dropout on, whose randomness lives in the model's own generators
+// (and a run that leaves them out of the checkpoint diverges, so the test can fail).
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -15,6 +17,7 @@
 #include "mentor/nn/layers.hpp"
 #include "mentor/ops/ops.hpp"
 #include "mentor/train/trainer.hpp"
+#include "tiny_mentor.hpp"
 
 using namespace mentor;
 namespace fs = std::filesystem;
@@ -216,4 +219,163 @@ TEST_CASE("the schedule, loader and rng really move (the resume test is not vacu
   bool any_clipped = s0.clipped || s1.clipped;
   for (int i = 0; i < 6; ++i) any_clipped = run.step().clipped || any_clipped;
   CHECK(any_clipped);
+}
+
+// ---- a real model: the tiny MentorModel with every dropout on -----------------------------------
+
+namespace {
+
+constexpr int64_t kMentorSteps = 8;
+
+train::TrainerOptions mentor_options() {
+  train::TrainerOptions o;
+  o.accumulation_steps = 2;
+  o.max_grad_norm = 0.5;
+  o.schedule = train::WarmupCosine{5e-3, 2, kMentorSteps, 0.1};
+  return o;
+}
+
+struct MentorRun {
+  std::unique_ptr<models::MentorModel<float>> model;
+  std::unique_ptr<train::Trainer<float>> trainer;
+  std::unique_ptr<data::DataLoader<tiny_mentor::Sample, tiny_mentor::Batch>> loader;
+  Generator gen{77};
+
+  explicit MentorRun(uint64_t init_seed, bool omit_generators = false)
+      : model(tiny_mentor::model(init_seed, 16)),
+        trainer(std::make_unique<train::Trainer<float>>(*model, mentor_options())),
+        loader(make_loader({})) {
+    if (omit_generators) trainer->omit_generators_for_testing();
+  }
+  static std::unique_ptr<data::DataLoader<tiny_mentor::Sample, tiny_mentor::Batch>> make_loader(
+      data::LoaderState start) {
+    data::LoaderOptions o;
+    o.batch_size = 2;
+    o.seed = 3;
+    o.num_workers = 1;
+    return std::make_unique<data::DataLoader<tiny_mentor::Sample, tiny_mentor::Batch>>(
+        tiny_mentor::dataset(16), o, tiny_mentor::collate, start);
+  }
+  train::StepStats step() {
+    return trainer->step([&](int64_t) { return tiny_mentor::loss(*model, loader->next()); });
+  }
+  void resume_from(const fs::path& dir) {
+    const auto point = trainer->load(dir);
+    loader = make_loader(point.loader);
+    gen = point.rng;
+  }
+  std::vector<std::vector<uint8_t>> snapshot() {
+    std::vector<std::vector<uint8_t>> out;
+    for (auto& [name, t] : model->state()) out.push_back(bytes_of(*t));
+    for (const auto& [name, s] : trainer->optimizer().state()) {
+      out.push_back(bytes_of(s.m));
+      out.push_back(bytes_of(s.v));
+    }
+    return out;
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> generators() {
+    std::vector<std::pair<uint64_t, uint64_t>> out;
+    for (const auto& [name, g] : model->named_generators()) out.emplace_back(g->seed, g->offset);
+    return out;
+  }
+};
+
+struct MentorResult {
+  std::vector<double> losses, norms;
+  std::vector<std::vector<uint8_t>> state;
+  std::vector<std::pair<uint64_t, uint64_t>> generators;
+};
+
+MentorResult mentor_uninterrupted() {
+  MentorRun run(5);
+  MentorResult r;
+  for (int64_t s = 0; s < kMentorSteps; ++s) {
+    const auto stats = run.step();
+    r.losses.push_back(stats.loss);
+    r.norms.push_back(stats.grad_norm);
+  }
+  r.state = run.snapshot();
+  r.generators = run.generators();
+  return r;
+}
+
+// k steps, save, a new process (another init when `resume_seed` differs), load, the rest.
+MentorResult mentor_resumed(int64_t k, uint64_t resume_seed, bool omit_generators,
+                            const std::string& label) {
+  const auto dir = fs::path(MENTOR_BINARY_DIR) / "test_resume_scratch" / label;
+  fs::remove_all(dir);
+  MentorResult r;
+  {
+    MentorRun first(5, omit_generators);
+    for (int64_t s = 0; s < k; ++s) {
+      const auto stats = first.step();
+      r.losses.push_back(stats.loss);
+      r.norms.push_back(stats.grad_norm);
+    }
+    first.trainer->save(dir, first.loader->state(), first.gen, {{"label", label}});
+  }
+  MentorRun second(resume_seed, omit_generators);
+  second.resume_from(dir);
+  CHECK(second.trainer->step_count() == k);
+  for (int64_t s = k; s < kMentorSteps; ++s) {
+    const auto stats = second.step();
+    r.losses.push_back(stats.loss);
+    r.norms.push_back(stats.grad_norm);
+  }
+  r.state = second.snapshot();
+  r.generators = second.generators();
+  return r;
+}
+
+bool same_doubles(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("MentorModel, every dropout on: resume is bit-identical (model generators restored)",
+          "[resume][mentor]") {
+  // The model's generators are what the checkpoint must carry here: the caller's rng is unused.
+  {
+    MentorRun run(5);
+    const auto names = run.model->named_generators();
+    REQUIRE(names.size() == 2);
+    CHECK(names[0].first == "multimodal_encoder.language_model.dropout_generator");
+    CHECK(names[1].first == "dropout_generator");
+    const auto before = run.generators();
+    run.step();
+    const auto after = run.generators();
+    CHECK(after[0].second > before[0].second);  // T5 dropout drew
+    CHECK(after[1].second > before[1].second);  // GPT token/resid/FFN and guidance dropout drew
+  }
+  const MentorResult reference = mentor_uninterrupted();
+  for (int64_t k : {3, 6}) {
+    INFO("resumed after " << k << " of " << kMentorSteps << " steps");
+    const MentorResult resumed = mentor_resumed(k, 99, false, "mentor_" + std::to_string(k));
+    CHECK(same_doubles(resumed.losses, reference.losses));
+    CHECK(same_doubles(resumed.norms, reference.norms));
+    REQUIRE(resumed.state.size() == reference.state.size());
+    for (size_t i = 0; i < resumed.state.size(); ++i) CHECK(resumed.state[i] == reference.state[i]);
+    CHECK(resumed.generators == reference.generators);
+  }
+}
+
+TEST_CASE("the MentorModel resume test fails when the model's generators are left out",
+          "[resume][mentor]") {
+  const MentorResult reference = mentor_uninterrupted();
+  // Same init seed in the "new process", so only the generators' offsets are lost.
+  const MentorResult resumed = mentor_resumed(3, 5, /*omit_generators=*/true, "mentor_omit");
+  CHECK(resumed.losses.size() == reference.losses.size());
+  CHECK(std::memcmp(resumed.losses.data(), reference.losses.data(), 3 * sizeof(double)) == 0);
+  CHECK_FALSE(same_doubles(resumed.losses, reference.losses));
+  CHECK_FALSE(resumed.state == reference.state);
+  CHECK_FALSE(resumed.generators == reference.generators);
+
+  // A normal trainer refuses that checkpoint for an exact resume, naming what is missing, and
+  // loads its weights on request.
+  MentorRun strict(5);
+  const auto dir = fs::path(MENTOR_BINARY_DIR) / "test_resume_scratch" / "mentor_omit";
+  CHECK_THROWS_WITH(strict.trainer->load(dir),
+                    Catch::Contains("the model's random generators were not saved"));
+  CHECK(strict.trainer->load(dir, train::LoadMode::weights_only).step == 3);
 }

@@ -19,6 +19,8 @@
 #include <utility>
 
 #include "mentor/autograd/node.hpp"
+#include "mentor/core/dtype.hpp"
+#include "mentor/core/shape.hpp"
 
 namespace mentor::autograd {
 
@@ -62,6 +64,12 @@ void accumulate(Slot<T, D>& slot, const Tensor<T, D>& g, std::string_view op, co
   }
 }
 
+// An op's optional input (a missing bias) is an undefined tensor, which has no shape.
+template <class X>
+Shape shape_or_empty(const X& tensor) {
+  return tensor.defined() ? tensor.shape() : Shape{};
+}
+
 template <class OutT, class D, class Backward, class... Inputs>
 class OpNode final : public Node {
  public:
@@ -69,7 +77,7 @@ class OpNode final : public Node {
 
   OpNode(std::string_view name, Backward backward, const Inputs&... inputs)
       : name_(name), backward_(std::move(backward)), input_slots_(slot_of(inputs)...),
-        input_shapes_{inputs.shape()...} {
+        input_shapes_{shape_or_empty(inputs)...} {
     size_t i = 0;
     ((needs_[i++] = inputs.requires_grad()), ...);
     std::apply(
@@ -194,3 +202,7 @@ inline void run_backward(const std::shared_ptr<Node>& root) {
 }
 
 }  // namespace mentor::autograd
+
+// Tensor's own definitions come after record() (they record ops): included here, not at the top,
+// so this header also works when it is included before core/tensor.hpp.
+#include "mentor/core/tensor.hpp"

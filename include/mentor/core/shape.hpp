@@ -53,9 +53,13 @@ class Shape {
   const int64_t* data() const { return dims_.data(); }
   std::vector<int64_t> vec() const { return {begin(), end()}; }
 
+  // Product of the dims; a product past int64 is an error naming the shape (never a wrapped
+  // count: shapes come from files, e.g. safetensors headers).
   int64_t numel() const {
     int64_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= dims_[i];
+    for (int i = 0; i < rank_; ++i)
+      MENTOR_CHECK_SHAPE(!__builtin_mul_overflow(n, dims_[i], &n), "mentor: shape ", str(),
+                         " has more elements than int64 can count");
     return n;
   }
   friend bool operator==(const Shape& a, const Shape& b) {
@@ -80,12 +84,18 @@ inline std::ostream& operator<<(std::ostream& os, const Shape& s) { return os <<
 
 using Strides = Shape;  // same inline storage; strides are in elements
 
+// Row-major strides. A zero-size dim counts as 1 (so a zero-element shape still gets distinct
+// strides); a stride past int64 is an error naming the shape, zero-element shapes included.
 inline Strides contiguous_strides(const Shape& shape) {
   Strides strides = shape;
   int64_t step = 1;
   for (int i = shape.rank() - 1; i >= 0; --i) {
+    MENTOR_CHECK_SHAPE(shape[i] >= 0, "mentor: shape ", shape.str(), " has a negative dimension");
     strides[i] = step;
-    step *= std::max<int64_t>(shape[i], 1);
+    if (i > 0)  // the product of all dims is not a stride: only check what is stored
+      MENTOR_CHECK_SHAPE(!__builtin_mul_overflow(step, std::max<int64_t>(shape[i], 1), &step),
+                         "mentor: shape ", shape.str(), " has strides past int64 (",
+                         "too many elements to address)");
   }
   return strides;
 }

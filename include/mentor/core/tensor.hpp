@@ -35,14 +35,20 @@ class Tensor {
   using value_type = T;
   using device_type = D;
 
-  Tensor() = default;  // undefined tensor (no storage)
+  // An undefined tensor (no storage): what grad() returns before a backward reached it. It has no
+  // shape: every access but defined(), describe() and grad bookkeeping throws, naming the access.
+  Tensor() = default;
 
   // ---- creation -------------------------------------------------------------------------------
   static Tensor empty(const Shape& shape) {
     Tensor out;
-    out.storage_ = detail::DeviceOps<D>::allocate(static_cast<size_t>(shape.numel()) * sizeof(T));
+    out.strides_ = contiguous_strides(shape);  // first: it rejects negative dims
+    size_t bytes = 0;  // numel() and this product are overflow-checked: shapes come from files
+    MENTOR_CHECK_SHAPE(
+        !__builtin_mul_overflow(static_cast<size_t>(shape.numel()), sizeof(T), &bytes),
+        "Tensor: shape ", shape.str(), " needs more than 2^64 bytes");
+    out.storage_ = detail::DeviceOps<D>::allocate(bytes);
     out.shape_ = shape;
-    out.strides_ = contiguous_strides(shape);
     return out;
   }
   static Tensor full(const Shape& shape, T value) {
@@ -95,15 +101,25 @@ class Tensor {
 
   // ---- geometry -------------------------------------------------------------------------------
   bool defined() const { return storage_ != nullptr; }
-  const Shape& shape() const { return shape_; }
-  const Strides& strides() const { return strides_; }
-  int64_t offset() const { return offset_; }
-  int dim() const { return shape_.rank(); }
-  int64_t size(int64_t d) const { return shape_[wrap_dim(d, dim(), "size")]; }
-  int64_t stride(int64_t d) const { return strides_[wrap_dim(d, dim(), "stride")]; }
-  int64_t numel() const { return shape_.numel(); }
+  const Shape& shape() const {
+    require_defined("shape()");
+    return shape_;
+  }
+  const Strides& strides() const {
+    require_defined("strides()");
+    return strides_;
+  }
+  int64_t offset() const {
+    require_defined("offset()");
+    return offset_;
+  }
+  int dim() const { return shape().rank(); }
+  int64_t size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+  int64_t stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+  int64_t numel() const { return shape().numel(); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * sizeof(T); }
   bool is_contiguous() const {
+    require_defined("is_contiguous()");
     int64_t expected = 1;
     for (int i = dim() - 1; i >= 0; --i) {
       if (shape_[i] != 1 && strides_[i] != expected) return false;
@@ -111,8 +127,14 @@ class Tensor {
     }
     return true;
   }
-  T* data() { return storage_ ? static_cast<T*>(storage_->data) + offset_ : nullptr; }
-  const T* data() const { return storage_ ? static_cast<const T*>(storage_->data) + offset_ : nullptr; }
+  T* data() {
+    require_defined("data()");
+    return static_cast<T*>(storage_->data) + offset_;
+  }
+  const T* data() const {
+    require_defined("data()");
+    return static_cast<const T*>(storage_->data) + offset_;
+  }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
 
   // Wraps existing memory without copying; `owner` keeps it alive (e.g. a memory-mapped file).
@@ -127,6 +149,7 @@ class Tensor {
 
   // ---- host access ----------------------------------------------------------------------------
   std::vector<T> to_vector() const {
+    require_defined("to_vector()");
     Tensor c = contiguous_nograd();
     std::vector<T> out(static_cast<size_t>(numel()));
     if constexpr (std::is_same_v<T, bool>) {
@@ -139,6 +162,7 @@ class Tensor {
     return out;
   }
   T item() const {
+    require_defined("item()");
     MENTOR_CHECK_SHAPE(numel() == 1, "item: tensor of shape ", shape_.str(), " is not one value");
     T value;
     detail::DeviceOps<D>::to_host(&value, data(), sizeof(T));
@@ -148,6 +172,7 @@ class Tensor {
   T at(std::initializer_list<int64_t> index) const
     requires std::is_same_v<D, CPU>
   {
+    require_defined("at()");
     MENTOR_CHECK_SHAPE(static_cast<int>(index.size()) == dim(), "at: index of ", index.size(),
                        " entries for a tensor of shape ", shape_.str());
     int64_t off = 0;
@@ -164,6 +189,7 @@ class Tensor {
   // to<U>() converts the element type; to<Device>() moves to another device.
   template <class X>
   auto to() const {
+    require_defined("to()");
     if constexpr (is_device_v<X>) {
       return to_device<X>();
     } else {
@@ -222,11 +248,13 @@ class Tensor {
   void backward(const Tensor& grad_output = Tensor()) const;
 
   std::string describe() const {
+    if (!defined()) return detail::concat("Tensor<", dtype_name<T>(), ", ", D::name, "> undefined");
     return detail::concat("Tensor<", dtype_name<T>(), ", ", D::name, "> ", shape_.str());
   }
 
   // Internal: a contiguous copy (or this) without autograd bookkeeping.
   Tensor contiguous_nograd() const {
+    require_defined("contiguous()");
     if (is_contiguous()) return detach();
     Tensor out = empty(shape_);
     detail::DeviceOps<D>::copy_strided(data(), strides_, out.data(), out.strides_, shape_);
@@ -236,6 +264,7 @@ class Tensor {
   void set_slot_(std::shared_ptr<autograd::Slot<T, D>> slot) { slot_ = std::move(slot); }
   // Internal: a view of the same storage with new geometry and no history.
   Tensor restrided(const Shape& shape, const Strides& strides, int64_t offset) const {
+    require_defined("a view");
     Tensor out;
     out.storage_ = storage_;
     out.shape_ = shape;
@@ -247,6 +276,12 @@ class Tensor {
  private:
   template <class U, class E>
   friend class Tensor;
+
+  void require_defined(const char* access) const {
+    if (!storage_) [[unlikely]]
+      throw Error(detail::concat("undefined tensor (no storage; grad() stays undefined until a ",
+                                 "backward() reaches it) in ", access));
+  }
   friend std::shared_ptr<autograd::Slot<T, D>> autograd::slot_of<T, D>(const Tensor<T, D>&);
 
   void ensure_slot() {

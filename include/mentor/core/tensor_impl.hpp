@@ -1,7 +1,9 @@
 #pragma once
 // Member definitions of Tensor: views and their gradients, conversions, in-place updates, backward.
-// Included at the end of tensor.hpp.
+// Included at the end of tensor.hpp; including this header alone gives all of tensor.hpp.
 #include <algorithm>
+
+#include "mentor/core/tensor.hpp"
 
 namespace mentor {
 
@@ -33,6 +35,7 @@ Tensor<T, D> sum_to(const Tensor<T, D>& grad, const Shape& shape) {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::view(const Shape& requested) const {
+  require_defined("view()");
   Shape shape = requested;
   int infer = -1;
   int64_t known = 1;
@@ -62,11 +65,13 @@ Tensor<T, D> Tensor<T, D>::view(const Shape& requested) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::reshape(const Shape& shape) const {
+  require_defined("reshape()");
   return is_contiguous() ? view(shape) : contiguous().view(shape);
 }
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::flatten(int64_t start, int64_t end) const {
+  require_defined("flatten()");
   if (dim() == 0) return reshape(Shape{1});
   int s = wrap_dim(start, dim(), "flatten"), e = wrap_dim(end, dim(), "flatten");
   Shape shape;
@@ -80,6 +85,7 @@ Tensor<T, D> Tensor<T, D>::flatten(int64_t start, int64_t end) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::permute(const std::vector<int64_t>& order) const {
+  require_defined("permute()");
   MENTOR_CHECK_SHAPE(static_cast<int>(order.size()) == dim(), "permute: order of ", order.size(),
                      " dimensions for shape ", shape_.str());
   Shape shape, strides;
@@ -99,6 +105,7 @@ Tensor<T, D> Tensor<T, D>::permute(const std::vector<int64_t>& order) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::transpose(int64_t d0, int64_t d1) const {
+  require_defined("transpose()");
   std::vector<int64_t> order(static_cast<size_t>(dim()));
   std::iota(order.begin(), order.end(), 0);
   std::swap(order[wrap_dim(d0, dim(), "transpose")], order[wrap_dim(d1, dim(), "transpose")]);
@@ -107,6 +114,7 @@ Tensor<T, D> Tensor<T, D>::transpose(int64_t d0, int64_t d1) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  require_defined("slice()");
   int axis = wrap_dim(d, dim(), "slice");
   int64_t n = shape_[axis];
   if (start < 0) start += n;
@@ -133,6 +141,7 @@ Tensor<T, D> Tensor<T, D>::slice(int64_t d, int64_t start, int64_t end, int64_t 
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::narrow(int64_t d, int64_t start, int64_t length) const {
+  require_defined("narrow()");
   int axis = wrap_dim(d, dim(), "narrow");
   MENTOR_CHECK_SHAPE(start >= 0 && length >= 0 && start + length <= shape_[axis], "narrow: range [",
                      start, ", ", start + length, ") out of bounds for dimension ", axis,
@@ -142,6 +151,7 @@ Tensor<T, D> Tensor<T, D>::narrow(int64_t d, int64_t start, int64_t length) cons
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::select(int64_t d, int64_t index) const {
+  require_defined("select()");
   int axis = wrap_dim(d, dim(), "select");
   if (index < 0) index += shape_[axis];
   MENTOR_CHECK_SHAPE(index >= 0 && index < shape_[axis], "select: index ", index,
@@ -151,6 +161,7 @@ Tensor<T, D> Tensor<T, D>::select(int64_t d, int64_t index) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::expand(const Shape& requested) const {
+  require_defined("expand()");
   MENTOR_CHECK_SHAPE(requested.rank() >= dim(), "expand: cannot expand shape ", shape_.str(), " to ",
                      requested.str());
   Shape shape = requested;
@@ -178,6 +189,7 @@ Tensor<T, D> Tensor<T, D>::expand(const Shape& requested) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::unsqueeze(int64_t d) const {
+  require_defined("unsqueeze()");
   int axis = wrap_dim(d, dim() + 1, "unsqueeze");
   Shape shape = shape_;
   Strides strides = strides_;
@@ -194,6 +206,7 @@ Tensor<T, D> Tensor<T, D>::unsqueeze(int64_t d) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::squeeze(int64_t d) const {
+  require_defined("squeeze()");
   int axis = wrap_dim(d, dim(), "squeeze");
   MENTOR_CHECK_SHAPE(shape_[axis] == 1, "squeeze: dimension ", axis, " of shape ", shape_.str(),
                      " is not 1");
@@ -211,12 +224,14 @@ Tensor<T, D> Tensor<T, D>::squeeze(int64_t d) const {
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::contiguous() const {
+  require_defined("contiguous()");
   if (is_contiguous()) return *this;
   return clone();
 }
 
 template <class T, class D>
 Tensor<T, D> Tensor<T, D>::clone() const {
+  require_defined("clone()");
   Tensor out = empty(shape_);
   detail::DeviceOps<D>::copy_strided(data(), strides_, out.data(), out.strides_, shape_);
   if constexpr (is_floating_v<T>) {
@@ -227,6 +242,7 @@ Tensor<T, D> Tensor<T, D>::clone() const {
 
 template <class T, class D>
 Tensor<T, D>& Tensor<T, D>::fill_(T value) {
+  require_defined("fill_()");
   MENTOR_CHECK(!(autograd::grad_enabled() && requires_grad()),
                "fill_: in-place update of a tensor that requires grad (use a NoGradGuard)");
   if (is_contiguous()) {
@@ -240,6 +256,7 @@ Tensor<T, D>& Tensor<T, D>::fill_(T value) {
 
 template <class T, class D>
 Tensor<T, D>& Tensor<T, D>::copy_(const Tensor& src) {
+  require_defined("copy_()");
   MENTOR_CHECK(!(autograd::grad_enabled() && requires_grad()),
                "copy_: in-place update of a tensor that requires grad (use a NoGradGuard)");
   Shape target = broadcast_shapes(src.shape(), shape_, "copy_");
@@ -252,6 +269,7 @@ Tensor<T, D>& Tensor<T, D>::copy_(const Tensor& src) {
 
 template <class T, class D>
 Tensor<T, D>& Tensor<T, D>::add_(const Tensor& src) {
+  require_defined("add_()");
   MENTOR_CHECK(!(autograd::grad_enabled() && requires_grad()),
                "add_: in-place update of a tensor that requires grad (use a NoGradGuard)");
   Shape target = broadcast_shapes(src.shape(), shape_, "add_");
@@ -264,6 +282,7 @@ Tensor<T, D>& Tensor<T, D>::add_(const Tensor& src) {
 
 template <class T, class D>
 Tensor<T, D>& Tensor<T, D>::requires_grad_(bool on) {
+  require_defined("requires_grad_()");
   static_assert(is_floating_v<T>, "requires_grad_: only floating tensors can require gradients");
   MENTOR_CHECK(is_leaf(), "requires_grad_: only leaf tensors can be marked (this one was computed by '",
                slot_->grad_fn->name(), "')");
@@ -314,6 +333,7 @@ Tensor<T, E> Tensor<T, D>::to_device() const {
 
 template <class T, class D>
 void Tensor<T, D>::backward(const Tensor& grad_output) const {
+  require_defined("backward()");
   static_assert(is_floating_v<T>, "backward: only floating tensors have gradients");
   MENTOR_CHECK(requires_grad(), "backward: this tensor (", shape_.str(),
                ") does not require grad: no input of its computation was marked requires_grad_()");

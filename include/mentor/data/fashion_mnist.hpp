@@ -6,7 +6,7 @@
 //
 // IDX: big-endian; bytes 0-1 zero, byte 2 the element type (0x08 = uint8), byte 3 the number of
 // dimensions, then one uint32 per dimension, then the elements row-major.
-// gzip is inflated by stb_image's decoder (see image.hpp), so no zlib link is needed.
+// gzip is inflated by zlib with a bounded output (see image.hpp).
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -42,27 +42,37 @@ inline IdxArray parse_idx(std::span<const uint8_t> bytes, std::string_view name)
   const int rank = bytes[3];
   MENTOR_CHECK(bytes.size() >= 4 + 4 * static_cast<size_t>(rank), "parse_idx: ", name,
                " is truncated inside its header");
+  const size_t header = 4 + 4 * static_cast<size_t>(rank);
+  const size_t data_bytes = bytes.size() - header;
   IdxArray array;
+  // The product of hostile dims is computed with overflow detection, so it can never wrap around
+  // to match the bytes present (e.g. [2^31, 2^31, 4] with no data).
   uint64_t count = 1;
+  bool overflow = false;
+  std::string dims;
   for (int d = 0; d < rank; ++d) {
     const uint8_t* p = bytes.data() + 4 + 4 * d;
     const uint32_t dim =
         uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
     array.dims.push_back(dim);
-    count *= dim;
+    overflow = overflow || __builtin_mul_overflow(count, uint64_t{dim}, &count);
+    dims += (d ? ", " : "") + std::to_string(dim);
   }
-  const size_t header = 4 + 4 * static_cast<size_t>(rank);
-  MENTOR_CHECK(bytes.size() - header == count, "parse_idx: ", name, " holds ",
-               bytes.size() - header, " data bytes, its header promises ", count);
+  MENTOR_CHECK(!overflow, "parse_idx: ", name, " has dims [", dims,
+               "]: more elements than 2^64, its data holds ", data_bytes, " bytes");
+  MENTOR_CHECK(data_bytes == count, "parse_idx: ", name, " holds ", data_bytes,
+               " data bytes, its header promises ", count, " (dims [", dims, "])");
   array.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return array;
 }
 
-// Reads an IDX file, gzip-compressed (by its magic bytes, whatever the name) or not.
-inline IdxArray read_idx(const std::filesystem::path& path) {
+// Reads an IDX file, gzip-compressed (by its magic bytes, whatever the name) or not; max_bytes
+// bounds the decompressed size.
+inline IdxArray read_idx(const std::filesystem::path& path,
+                         size_t max_bytes = kDefaultMaxGunzipBytes) {
   std::vector<uint8_t> bytes = read_file_bytes(path, "read_idx");
   if (bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b)
-    bytes = gunzip(bytes, path.string());
+    bytes = gunzip(bytes, path.string(), max_bytes);
   return parse_idx(bytes, path.string());
 }
 

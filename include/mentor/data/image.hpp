@@ -1,6 +1,6 @@
 #pragma once
-// Images: loading (PNG, JPEG, BMP, PNM via stb_image), saving PNG (stb_image_write), Pillow-exact
-// resampling, and the two preprocessing pipelines MENTOR uses:
+// Images: loading PNG and JPEG (libpng, libjpeg-turbo), saving PNG (stb_image_write),
+// Pillow-exact resampling, and the two preprocessing pipelines MENTOR uses:
 //   clip_preprocess   HF CLIPImageProcessor: RGB, resize shortest side to `size` (bicubic),
 //                     center crop size x size, x/255, (x - CLIP mean) / CLIP std, CHW float.
 //   adm_center_crop   guided-diffusion's center_crop_arr, as LlamaGen/MENTOR targets: BOX-halve
@@ -14,26 +14,45 @@
 // weights, double accumulation, float storage). Differences from PIL: RGBA is resized as four
 // independent channels (PIL premultiplies alpha first).
 //
-// stb is compiled into every translation unit that includes this header, with internal linkage
-// (STB_IMAGE_STATIC / STB_IMAGE_WRITE_STATIC), which keeps mentor header-only. Include this header
-// rather than stb_image.h / stb_image_write.h directly.
+// Decoding treats every file as hostile: only PNG and JPEG are accepted (by signature), their
+// headers are validated here (PNG IHDR; JPEG markers up to the frame header) and the pixel count is
+// capped before a decoder allocates anything; the decoders are Debian's hardened libpng and
+// libjpeg-turbo (stb_image's decoders wrote out of bounds on fuzzed input), with every warning
+// (truncated or corrupt data) treated as an error, so no partly uninitialised image comes back.
+// gzip goes through zlib with a bounded output. stb_image_write is compiled into every translation
+// unit that includes this header, with internal linkage, which keeps mentor header-only.
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <csetjmp>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+// MENTOR_IMAGE_CODECS=0 (set by CMake when libpng, libjpeg-turbo or zlib is missing, e.g. on a
+// bare GPU machine) keeps the rest of this header usable; decoding and gunzip then throw.
+#ifndef MENTOR_IMAGE_CODECS
+#define MENTOR_IMAGE_CODECS 1
+#endif
+#if MENTOR_IMAGE_CODECS
+#include <jpeglib.h>
+#include <png.h>
+#include <zlib.h>
+#endif
+
 #include "mentor/core/error.hpp"
 
-#if defined(STBI_INCLUDE_STB_IMAGE_H) || defined(INCLUDE_STB_IMAGE_WRITE_H)
-#error "mentor/data/image.hpp compiles stb privately; include it before (or instead of) stb headers"
+#if defined(INCLUDE_STB_IMAGE_WRITE_H)
+#error "mentor/data/image.hpp compiles stb_image_write privately; include it first (or only it)"
 #endif
 
 #pragma GCC diagnostic push
@@ -45,18 +64,6 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #pragma GCC diagnostic ignored "-Wconversion"
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_NO_STDIO  // files are read here, so errors can tell "missing" from "not an image"
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_BMP
-#define STBI_ONLY_PNM
-#if __has_include(<stb_image.h>)
-#include <stb_image.h>
-#else
-#include <stb/stb_image.h>
-#endif
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STBI_WRITE_NO_STDIO
@@ -65,8 +72,7 @@
 #else
 #include <stb/stb_image_write.h>
 #endif
-// A later #include of either stb header must not compile the implementation a second time.
-#undef STB_IMAGE_IMPLEMENTATION
+// A later #include of the stb header must not compile the implementation a second time.
 #undef STB_IMAGE_WRITE_IMPLEMENTATION
 #pragma GCC diagnostic pop
 
@@ -136,36 +142,368 @@ inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path,
   return bytes;
 }
 
-// Decodes PNG/JPEG/BMP/PNM bytes. channels: 0 keeps the file's channel count; 1..4 converts (grey
-// is replicated to RGB, alpha dropped: like PIL's convert("RGB")). `name` is used in errors.
+// ---- Decoding (untrusted bytes) ----------------------------------------------------------------
+
+// Default cap on width * height for decode_image / load_image: 2^26 pixels (8192 x 8192), far
+// above what MENTOR uses, far below what a hostile header can ask for.
+inline constexpr int64_t kDefaultMaxImagePixels = int64_t{1} << 26;
+
+#if MENTOR_IMAGE_CODECS
+namespace detail {
+
+enum class ImageFormat { png, jpeg };
+
+struct ImageHeader {
+  ImageFormat format = ImageFormat::png;
+  int64_t width = 0;
+  int64_t height = 0;
+  int channels = 0;  // before a tRNS chunk adds alpha
+};
+
+inline uint32_t read_be32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
+}
+inline uint32_t read_be16(const uint8_t* p) { return uint32_t{p[0]} << 8 | uint32_t{p[1]}; }
+
+inline bool starts_with(std::span<const uint8_t> bytes, std::string_view prefix) {
+  return bytes.size() >= prefix.size() &&
+         std::memcmp(bytes.data(), prefix.data(), prefix.size()) == 0;
+}
+
+// What a file that is neither PNG nor JPEG looks like, for the error message.
+inline std::string describe_signature(std::span<const uint8_t> bytes) {
+  if (starts_with(bytes, "BM")) return "a BMP signature";
+  if (starts_with(bytes, "GIF8")) return "a GIF signature";
+  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] >= '1' && bytes[1] <= '7')
+    return "a PNM (P1..P7) signature";
+  if (starts_with(bytes, "RIFF") && bytes.size() >= 12 &&
+      std::memcmp(bytes.data() + 8, "WEBP", 4) == 0)
+    return "a WebP signature";
+  if (starts_with(bytes, std::string_view("II*\0", 4)) ||
+      starts_with(bytes, std::string_view("MM\0*", 4)))
+    return "a TIFF signature";
+  std::string out = "first bytes";
+  const char* hex = "0123456789abcdef";
+  for (size_t i = 0; i < std::min<size_t>(bytes.size(), 8); ++i) {
+    out += ' ';
+    out += hex[bytes[i] >> 4];
+    out += hex[bytes[i] & 15];
+  }
+  return out;
+}
+
+// PNG: the signature, then IHDR must be the first chunk (PNG spec 11.2.2).
+inline ImageHeader png_header(std::span<const uint8_t> bytes, std::string_view name) {
+  auto fail = [&](auto&&... why) {
+    throw Error(::mentor::detail::concat("decode_image: ", name, " is not a decodable image (PNG ",
+                                         why..., ")"));
+  };
+  if (bytes.size() < 8 + 8 + 13 + 4) fail("truncated before the end of its IHDR chunk");
+  if (read_be32(bytes.data() + 8) != 13 || std::memcmp(bytes.data() + 12, "IHDR", 4) != 0)
+    fail("does not start with a 13-byte IHDR chunk");
+  const uint8_t* ihdr = bytes.data() + 16;
+  ImageHeader header;
+  header.format = ImageFormat::png;
+  header.width = read_be32(ihdr);
+  header.height = read_be32(ihdr + 4);
+  const int depth = ihdr[8], color = ihdr[9];
+  if (header.width == 0 || header.height == 0 || header.width > INT32_MAX ||
+      header.height > INT32_MAX)
+    fail("size ", header.width, "x", header.height, " is invalid");
+  const bool depth_ok =
+      (color == 0 && (depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16)) ||
+      (color == 3 && (depth == 1 || depth == 2 || depth == 4 || depth == 8)) ||
+      ((color == 2 || color == 4 || color == 6) && (depth == 8 || depth == 16));
+  if (!depth_ok) fail("colour type ", color, " with bit depth ", depth, " is invalid");
+  if (ihdr[10] != 0 || ihdr[11] != 0 || ihdr[12] > 1)
+    fail("compression/filter/interlace method ", int{ihdr[10]}, "/", int{ihdr[11]}, "/",
+         int{ihdr[12]}, " is invalid");
+  header.channels = color == 0 ? 1 : color == 4 ? 2 : color == 6 ? 4 : 3;
+  return header;
+}
+
+// JPEG: walks the marker segments from SOI to the first frame header (SOFn).
+inline ImageHeader jpeg_header(std::span<const uint8_t> bytes, std::string_view name) {
+  auto fail = [&](auto&&... why) {
+    throw Error(::mentor::detail::concat("decode_image: ", name, " is not a decodable image (JPEG ",
+                                         why..., ")"));
+  };
+  size_t at = 2;
+  for (;;) {
+    if (at >= bytes.size()) fail("ends before its frame header (SOF)");
+    if (bytes[at] != 0xFF) fail("has no marker at byte ", at);
+    while (at < bytes.size() && bytes[at] == 0xFF) ++at;  // fill bytes
+    if (at >= bytes.size()) fail("ends before its frame header (SOF)");
+    const int marker = bytes[at++];
+    if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;
+    if (marker == 0xD9) fail("ends (EOI) before its frame header (SOF)");
+    if (marker == 0xDA) fail("has scan data before its frame header (SOF)");
+    if (at + 2 > bytes.size()) fail("is truncated in marker 0xff", std::hex, marker);
+    const size_t length = read_be16(bytes.data() + at);
+    if (length < 2 || at + length > bytes.size())
+      fail("segment 0xff", std::hex, marker, std::dec, " at byte ", at, " has length ", length,
+           " past the end of the file (", bytes.size(), " bytes)");
+    const bool is_frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (!is_frame) {
+      at += length;
+      continue;
+    }
+    // Baseline, extended, progressive; Huffman or arithmetic: what libjpeg-turbo 2.x decodes.
+    if (marker != 0xC0 && marker != 0xC1 && marker != 0xC2 && marker != 0xC9 && marker != 0xCA)
+      fail("process SOF 0xff", std::hex, marker, " (lossless or hierarchical) is not supported");
+    if (length < 8) fail("frame header is ", length, " bytes, less than 8");
+    const uint8_t* sof = bytes.data() + at + 2;
+    ImageHeader header;
+    header.format = ImageFormat::jpeg;
+    header.height = read_be16(sof + 1);
+    header.width = read_be16(sof + 3);
+    header.channels = sof[5];
+    if (sof[0] != 8) fail("sample precision is ", int{sof[0]}, " bits, only 8 is supported");
+    if (header.width == 0 || header.height == 0)
+      fail("size ", header.width, "x", header.height, " is invalid");
+    if (header.channels != 1 && header.channels != 3)
+      fail("has ", header.channels, " components; only greyscale (1) and colour (3) are supported");
+    if (length < 8 + 3 * static_cast<size_t>(header.channels))
+      fail("frame header is ", length, " bytes, too short for ", header.channels, " components");
+    return header;
+  }
+}
+
+// Decoded pixels in the file's own channel count, malloc'd (the decoders report errors by longjmp,
+// so nothing with a destructor may live in the frames between setjmp and the decoder).
+struct RawDecode {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  size_t at = 0;  // PNG read position
+  unsigned char* pixels = nullptr;
+  void* rows = nullptr;
+  int width = 0;
+  int height = 0;
+  int channels = 0;
+  char message[JMSG_LENGTH_MAX + 64] = {};
+};
+
+inline void png_read_bytes(png_structp png, png_bytep out, size_t count) {
+  auto* raw = static_cast<RawDecode*>(png_get_io_ptr(png));
+  if (count > raw->size - raw->at) png_error(png, "truncated file");
+  std::memcpy(out, raw->data + raw->at, count);
+  raw->at += count;
+}
+inline void png_on_error(png_structp png, png_const_charp message) {
+  auto* raw = static_cast<RawDecode*>(png_get_error_ptr(png));
+  std::snprintf(raw->message, sizeof raw->message, "libpng: %s", message);
+  png_longjmp(png, 1);
+}
+// Warnings are about ancillary chunks or benign excess data; the pixels are still complete.
+inline void png_on_warning(png_structp, png_const_charp) {}
+
+inline void png_decode_body(png_structp png, png_infop info, RawDecode* raw) {
+  png_set_read_fn(png, raw, png_read_bytes);
+  png_read_info(png, info);
+  const png_uint_32 width = png_get_image_width(png, info);
+  const png_uint_32 height = png_get_image_height(png, info);
+  if (static_cast<int64_t>(width) != raw->width || static_cast<int64_t>(height) != raw->height)
+    png_error(png, "IHDR changed size");
+  // As stb_image did (and PIL's convert): 16-bit keeps the high byte; palette and low bit depths
+  // expand to 8-bit RGB / grey; a tRNS chunk becomes an alpha channel; no gamma is applied.
+  png_set_strip_16(png);
+  png_set_packing(png);
+  const int color = png_get_color_type(png, info);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8)
+    png_set_expand_gray_1_2_4_to_8(png);
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const int channels = png_get_channels(png, info);
+  const size_t row_bytes = png_get_rowbytes(png, info);
+  if (channels < 1 || channels > 4 || row_bytes != static_cast<size_t>(width) * channels)
+    png_error(png, "unexpected row layout");
+  raw->channels = channels;
+  raw->pixels = static_cast<unsigned char*>(std::malloc(row_bytes * height));
+  raw->rows = std::malloc(sizeof(png_bytep) * height);
+  if (raw->pixels == nullptr || raw->rows == nullptr) png_error(png, "out of memory");
+  auto** rows = static_cast<png_bytep*>(raw->rows);
+  for (png_uint_32 y = 0; y < height; ++y) rows[y] = raw->pixels + row_bytes * y;
+  png_read_image(png, rows);  // errors when the image data runs out: no partial image
+}
+
+inline bool png_decode(RawDecode* raw) {
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, raw, png_on_error, png_on_warning);
+  if (png == nullptr) return false;
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    return false;
+  }
+  if (setjmp(png_jmpbuf(png))) {  // the whole condition, as C requires of setjmp
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  png_decode_body(png, info, raw);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return true;
+}
+
+// A progressive JPEG may hold any number of scans, each re-reading the whole coefficient buffer;
+// libjpeg-turbo's own fuzzers stop at 500.
+inline constexpr int kMaxJpegScans = 500;  // (the message in jpeg_on_progress says 500)
+
+struct JpegErrors {
+  jpeg_error_mgr manager;
+  jpeg_progress_mgr progress;
+  std::jmp_buf jump;
+  RawDecode* raw;
+};
+
+[[noreturn]] inline void jpeg_on_error(j_common_ptr cinfo) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  char text[JMSG_LENGTH_MAX];
+  (*cinfo->err->format_message)(cinfo, text);
+  std::snprintf(errors->raw->message, sizeof errors->raw->message, "libjpeg: %s", text);
+  std::longjmp(errors->jump, 1);
+}
+// Level -1 is a warning about corrupt or truncated data (libjpeg then invents pixels): an error
+// here. Other levels are trace messages.
+inline void jpeg_on_message(j_common_ptr cinfo, int level) {
+  if (level < 0) jpeg_on_error(cinfo);
+}
+[[noreturn]] inline void jpeg_fail(j_decompress_ptr cinfo, const char* why) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  std::snprintf(errors->raw->message, sizeof errors->raw->message, "libjpeg: %s", why);
+  std::longjmp(errors->jump, 1);
+}
+inline void jpeg_on_progress(j_common_ptr cinfo) {
+  const auto decompress = reinterpret_cast<j_decompress_ptr>(cinfo);
+  if (decompress->input_scan_number > kMaxJpegScans)
+    jpeg_fail(decompress, "more than 500 progressive scans");
+}
+
+inline void jpeg_decode_body(jpeg_decompress_struct* cinfo, RawDecode* raw) {
+  jpeg_mem_src(cinfo, raw->data, static_cast<unsigned long>(raw->size));
+  jpeg_read_header(cinfo, TRUE);
+  if (static_cast<int>(cinfo->image_width) != raw->width ||
+      static_cast<int>(cinfo->image_height) != raw->height ||
+      cinfo->num_components != raw->channels)
+    jpeg_fail(cinfo, "its frame header disagrees with the marker walk");
+  // libjpeg-turbo's defaults (JDCT_ISLOW, fancy upsampling), as Pillow decodes.
+  cinfo->out_color_space = raw->channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(cinfo);
+  const int channels = cinfo->output_components;
+  if ((channels != 1 && channels != 3) || static_cast<int>(cinfo->output_width) != raw->width ||
+      static_cast<int>(cinfo->output_height) != raw->height)
+    jpeg_fail(cinfo, "unexpected output layout");
+  raw->channels = channels;
+  const size_t row_bytes = static_cast<size_t>(raw->width) * static_cast<size_t>(channels);
+  raw->pixels =
+      static_cast<unsigned char*>(std::malloc(row_bytes * static_cast<size_t>(raw->height)));
+  if (raw->pixels == nullptr) jpeg_fail(cinfo, "out of memory");
+  while (cinfo->output_scanline < cinfo->output_height) {
+    JSAMPROW row = raw->pixels + row_bytes * cinfo->output_scanline;
+    jpeg_read_scanlines(cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(cinfo);
+}
+
+inline bool jpeg_decode(RawDecode* raw) {
+  jpeg_decompress_struct cinfo;
+  JpegErrors errors;
+  errors.raw = raw;
+  cinfo.err = jpeg_std_error(&errors.manager);
+  errors.manager.error_exit = jpeg_on_error;
+  errors.manager.emit_message = jpeg_on_message;
+  errors.manager.output_message = [](j_common_ptr) {};
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  errors.progress.progress_monitor = jpeg_on_progress;
+  cinfo.progress = &errors.progress;
+  jpeg_decode_body(&cinfo, raw);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+inline uint8_t luma(uint8_t r, uint8_t g, uint8_t b) {  // stb_image's (and ITU-R 601's) weights
+  return static_cast<uint8_t>((r * 77 + g * 150 + b * 29) >> 8);
+}
+
+// Channel conversion as stb_image did: grey replicates, colour to grey by luma, alpha is dropped
+// or added as 255.
+inline void convert_channels(const uint8_t* in, int from, uint8_t* out, int to, size_t pixels) {
+  for (size_t i = 0; i < pixels; ++i, in += from, out += to) {
+    const bool colour = from >= 3;
+    const uint8_t grey = colour ? luma(in[0], in[1], in[2]) : in[0];
+    const uint8_t alpha = from == 2 ? in[1] : from == 4 ? in[3] : 255;
+    if (to <= 2) {
+      out[0] = grey;
+    } else {
+      out[0] = in[0];
+      out[1] = colour ? in[1] : in[0];
+      out[2] = colour ? in[2] : in[0];
+    }
+    if (to == 2) out[1] = alpha;
+    if (to == 4) out[3] = alpha;
+  }
+}
+
+}  // namespace detail
+
+// Decodes PNG or JPEG bytes (nothing else: bytes are treated as hostile, see the top of this
+// file). channels: 0 keeps the file's channel count; 1..4 converts (grey is replicated to RGB,
+// alpha dropped: like PIL's convert("RGB")). max_pixels caps width * height before any decoding
+// allocation. `name` is used in errors.
 inline Image decode_image(std::span<const uint8_t> bytes, int channels = 0,
-                          std::string_view name = "<memory>") {
+                          std::string_view name = "<memory>",
+                          int64_t max_pixels = kDefaultMaxImagePixels) {
   MENTOR_CHECK(channels >= 0 && channels <= 4, "decode_image: channels must be 0..4, got ",
                channels, " for ", name);
+  MENTOR_CHECK(max_pixels > 0, "decode_image: max_pixels must be positive, got ", max_pixels);
   MENTOR_CHECK(!bytes.empty(), "decode_image: ", name, " is empty (0 bytes)");
-  MENTOR_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " (",
-               bytes.size(), " bytes) is too large for stb_image");
-  int width = 0, height = 0, file_channels = 0;
-  stbi_uc* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width,
-                                          &height, &file_channels, channels);
-  MENTOR_CHECK(pixels != nullptr, "decode_image: ", name, " is not a decodable image (",
-               stbi_failure_reason(), ")");
-  Image image;
-  image.width = width;
-  image.height = height;
-  image.channels = channels != 0 ? channels : file_channels;
-  const size_t count = static_cast<size_t>(width) * static_cast<size_t>(height) *
-                       static_cast<size_t>(image.channels);
-  image.data.assign(pixels, pixels + count);
-  stbi_image_free(pixels);
-  MENTOR_CHECK(width > 0 && height > 0, "decode_image: ", name, " has zero size (", width, "x",
-               height, ")");
+  const bool png = detail::starts_with(bytes, "\x89PNG\r\n\x1a\n");
+  const bool jpeg = bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF;
+  MENTOR_CHECK(png || jpeg, "decode_image: ", name,
+               " is not a decodable image: only PNG and JPEG are accepted, found ",
+               detail::describe_signature(bytes));
+  const detail::ImageHeader header =
+      png ? detail::png_header(bytes, name) : detail::jpeg_header(bytes, name);
+  MENTOR_CHECK(header.width * header.height <= max_pixels, "decode_image: ", name, " is ",
+               header.width, "x", header.height, " = ", header.width * header.height,
+               " pixels, more than the limit of ", max_pixels, " (max_pixels)");
+  detail::RawDecode raw;
+  raw.data = bytes.data();
+  raw.size = bytes.size();
+  raw.width = static_cast<int>(header.width);
+  raw.height = static_cast<int>(header.height);
+  raw.channels = header.channels;
+  const bool ok = png ? detail::png_decode(&raw) : detail::jpeg_decode(&raw);
+  std::free(raw.rows);
+  // Own the pixels before anything can throw.
+  std::unique_ptr<unsigned char, decltype(&std::free)> pixels(raw.pixels, &std::free);
+  MENTOR_CHECK(ok, "decode_image: ", name, " is not a decodable image (", raw.message, ")");
+  Image image(raw.width, raw.height, channels != 0 ? channels : raw.channels);
+  detail::convert_channels(pixels.get(), raw.channels, image.data.data(), image.channels,
+                           static_cast<size_t>(raw.width) * static_cast<size_t>(raw.height));
   return image;
 }
 
-inline Image load_image(const std::filesystem::path& path, int channels = 0) {
+#else
+inline Image decode_image(std::span<const uint8_t>, int = 0, std::string_view name = "<memory>",
+                          int64_t = kDefaultMaxImagePixels) {
+  throw Error(
+      ::mentor::detail::concat("decode_image: cannot decode ", name, ": mentor was built without ",
+                               "libpng/libjpeg-turbo/zlib (install libpng-dev libjpeg62-turbo-dev ",
+                               "zlib1g-dev and re-run CMake)"));
+}
+#endif
+
+inline Image load_image(const std::filesystem::path& path, int channels = 0,
+                        int64_t max_pixels = kDefaultMaxImagePixels) {
   const std::vector<uint8_t> bytes = read_file_bytes(path, "load_image");
-  return decode_image(bytes, channels, path.string());
+  return decode_image(bytes, channels, path.string(), max_pixels);
 }
 
 inline std::vector<uint8_t> encode_png(const Image& image) {
@@ -199,8 +537,8 @@ inline void save_png(const Image& image, const std::filesystem::path& path) {
   MENTOR_CHECK(out.good(), "save_png: error while writing ", path.string());
 }
 
-// ---- gzip (stb's inflate; no zlib link needed)
-// ------------------------------------------------------
+// ---- gzip (zlib)
+// ------------------------------------------------------------------------------------
 
 inline uint32_t crc32_ieee(std::span<const uint8_t> bytes) {
   static const std::array<uint32_t, 256> table = [] {
@@ -217,51 +555,68 @@ inline uint32_t crc32_ieee(std::span<const uint8_t> bytes) {
   return crc ^ 0xFFFFFFFFu;
 }
 
-// Decompresses a single-member gzip file (RFC 1952) and checks its CRC-32 and length.
-inline std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, std::string_view name) {
-  auto fail = [&](std::string_view why) {
-    throw Error(detail::concat("gunzip: ", name, ": ", why));
+// Default bound on gunzip's output: 1 GiB (Fashion-MNIST's largest file inflates to 47 MB).
+inline constexpr size_t kDefaultMaxGunzipBytes = size_t{1} << 30;
+
+#if MENTOR_IMAGE_CODECS
+// Decompresses a single-member gzip file (RFC 1952); zlib checks its CRC-32 and length. Output
+// past max_output bytes is an error (a few KB of deflate can claim gigabytes).
+inline std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, std::string_view name,
+                                   size_t max_output = kDefaultMaxGunzipBytes) {
+  auto fail = [&](auto&&... why) {
+    throw Error(::mentor::detail::concat("gunzip: ", name, ": ", why...));
   };
   if (bytes.size() < 18 || bytes[0] != 0x1f || bytes[1] != 0x8b) fail("not a gzip file");
   if (bytes[2] != 8) fail("unsupported compression method (not deflate)");
-  const uint8_t flags = bytes[3];
-  size_t at = 10;
-  if (flags & 0x04) {  // FEXTRA
-    if (at + 2 > bytes.size()) fail("truncated header");
-    at += 2 + (bytes[at] | (bytes[at + 1] << 8));
+  if (bytes.size() > UINT32_MAX) fail("too large (", bytes.size(), " bytes compressed)");
+  z_stream stream{};
+  if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) fail("zlib could not start");  // gzip only
+  struct End {
+    z_stream* stream;
+    ~End() { inflateEnd(stream); }
+  } end{&stream};
+  stream.next_in = const_cast<Bytef*>(bytes.data());
+  stream.avail_in = static_cast<uInt>(bytes.size());
+  // The trailer's length (mod 2^32) sizes the first buffer, but only as far as deflate can expand
+  // (at most 1032:1), so a forged trailer cannot make a small file allocate much.
+  const uint8_t* trailer = bytes.data() + bytes.size() - 4;
+  const size_t hint = uint32_t{trailer[0]} | uint32_t{trailer[1]} << 8 |
+                      uint32_t{trailer[2]} << 16 | uint32_t{trailer[3]} << 24;
+  std::vector<uint8_t> out(std::max<size_t>(
+      1, std::min({max_output, std::max<size_t>(hint, 4096), bytes.size() * 1032})));
+  for (;;) {
+    if (stream.total_out == out.size()) {
+      if (out.size() >= max_output)
+        fail("inflates to more than ", max_output, " bytes (the limit, max_output)");
+      out.resize(std::min(max_output, out.size() * 2));
+    }
+    stream.next_out = out.data() + stream.total_out;
+    stream.avail_out =
+        static_cast<uInt>(std::min<size_t>(out.size() - stream.total_out, UINT32_MAX));
+    const int status = inflate(&stream, Z_NO_FLUSH);
+    if (status == Z_STREAM_END) break;
+    if (status == Z_OK || (status == Z_BUF_ERROR && stream.avail_out == 0)) continue;
+    const std::string_view message = stream.msg != nullptr ? stream.msg : "";
+    if (status == Z_BUF_ERROR) fail("truncated (the deflate stream or trailer is cut off)");
+    if (message == "incorrect data check") fail("CRC-32 mismatch (corrupt file)");
+    if (message == "incorrect length check") fail("length mismatch (corrupt file)");
+    if (status == Z_MEM_ERROR) fail("out of memory");
+    fail("corrupt data (zlib: ", message.empty() ? "error" : message, ")");
   }
-  for (uint8_t flag : {uint8_t{0x08}, uint8_t{0x10}}) {  // FNAME, FCOMMENT: zero-terminated
-    if (!(flags & flag)) continue;
-    while (at < bytes.size() && bytes[at] != 0) ++at;
-    ++at;
-  }
-  if (flags & 0x02) at += 2;  // FHCRC
-  if (at + 8 > bytes.size()) fail("truncated header");
-  const uint8_t* trailer = bytes.data() + bytes.size() - 8;
-  auto le32 = [](const uint8_t* p) {
-    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-  };
-  const uint32_t expected_crc = le32(trailer);
-  const uint32_t expected_size = le32(trailer + 4);  // length mod 2^32
-  // The 8-byte trailer is passed along with the deflate data: stb's decoder wants 16 bits of
-  // look-ahead and reports "unexpected end" when a stream ends flush with its buffer (in PNG and
-  // zlib streams a checksum always follows). It stops at the final block, so never reads them.
-  const size_t deflate_size = bytes.size() - at;
-  if (deflate_size > static_cast<size_t>(INT32_MAX)) fail("too large");
-  int out_size = 0;
-  char* raw = stbi_zlib_decode_malloc_guesssize_headerflag(
-      reinterpret_cast<const char*>(bytes.data() + at), static_cast<int>(deflate_size),
-      expected_size > 0 && expected_size < INT32_MAX ? static_cast<int>(expected_size) : 1 << 16,
-      &out_size, 0);
-  if (raw == nullptr) fail("corrupt deflate data");
-  std::vector<uint8_t> out(reinterpret_cast<uint8_t*>(raw),
-                           reinterpret_cast<uint8_t*>(raw) + out_size);
-  STBI_FREE(raw);
-  if (static_cast<uint32_t>(out.size()) != expected_size)
-    fail("length mismatch (corrupt, truncated, or a multi-member gzip)");
-  if (crc32_ieee(out) != expected_crc) fail("CRC-32 mismatch (corrupt file)");
+  if (stream.avail_in != 0)
+    fail(stream.avail_in, " bytes after the gzip member (multi-member gzip is not supported)");
+  out.resize(stream.total_out);
   return out;
 }
+
+#else
+inline std::vector<uint8_t> gunzip(std::span<const uint8_t>, std::string_view name,
+                                   size_t = kDefaultMaxGunzipBytes) {
+  throw Error(::mentor::detail::concat("gunzip: ", name,
+                                       ": mentor was built without zlib (install ",
+                                       "zlib1g-dev and re-run CMake)"));
+}
+#endif
 
 // ---- Pillow-compatible resampling
 // -------------------------------------------------------------------

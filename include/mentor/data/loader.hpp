@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 
 namespace mentor::data {
 
@@ -156,9 +157,16 @@ struct LoaderState {
 inline void to_json(nlohmann::json& j, const LoaderState& s) {
   j = nlohmann::json{{"epoch", s.epoch}, {"batch_index", s.batch_index}};
 }
+// nlohmann's hook (j.get<LoaderState>()): both keys required, non-negative; others are errors.
 inline void from_json(const nlohmann::json& j, LoaderState& s) {
-  j.at("epoch").get_to(s.epoch);
-  j.at("batch_index").get_to(s.batch_index);
+  io::JsonConfigReader r(j, "LoaderState");
+  LoaderState out;
+  if (!r.read("epoch", out.epoch) || !r.read("batch_index", out.batch_index))
+    r.fail("needs \"epoch\" and \"batch_index\"");
+  r.finish();
+  MENTOR_CHECK(out.epoch >= 0 && out.batch_index >= 0, "LoaderState: epoch ", out.epoch,
+               " and batch_index ", out.batch_index, " must be non-negative");
+  s = out;
 }
 
 // Indices of every batch of an epoch for one rank: the pure part of the loader, kept separate so it

@@ -35,7 +35,9 @@ Tensor<float, D> guided_logits(const Tensor<float, D>& logits, int64_t batch, bo
 
 // Generates num_tokens image tokens [B, num_tokens] for cond: class labels [B] (c2i) or caption
 // features [B, cls_token_num, caption_dim] (t2i) with emb_mask [B, cls_token_num] (true = real
-// token; undefined = all real). The model's KV cache is set up here and released at the end.
+// token; undefined = all real). The arguments are checked against the caller's batch B before
+// guidance doubles it, with the model's rule for the caption length (GPT::check_caption_length).
+// The model's KV cache is set up here and released at the end, also when generation throws.
 template <FloatingElement T, class D, class Cond>
 Tensor<int64_t, D> generate_greedy(models::GPT<T, D>& model, const Cond& cond,
                                    const Tensor<bool, D>& emb_mask, int64_t num_tokens,
@@ -51,6 +53,15 @@ Tensor<int64_t, D> generate_greedy(models::GPT<T, D>& model, const Cond& cond,
                      cond.shape().str(), " has no batch");
   const int64_t batch = cond.size(0), prefix = config.cls_token_num;
   const bool doubled = cfg_scale > 1.0;
+  if constexpr (std::is_same_v<Cond, Tensor<T, D>>) {
+    MENTOR_CHECK(!config.is_c2i(), "generate_greedy: caption features ", cond.shape().str(),
+                 " given to a c2i model (it expects class labels [B])");
+    model.check_caption_length(cond, "generate_greedy");
+  }
+  MENTOR_CHECK_SHAPE(!emb_mask.defined() || (emb_mask.dim() == 2 && emb_mask.size(0) == batch &&
+                                             emb_mask.size(1) == prefix),
+                     "generate_greedy: emb_mask ", emb_mask.defined() ? emb_mask.shape().str() : "",
+                     " is not [", batch, ", ", prefix, "] (batch, cls_token_num)");
 
   Cond combined = cond;
   Tensor<bool, D> mask = emb_mask;
@@ -71,6 +82,11 @@ Tensor<int64_t, D> generate_greedy(models::GPT<T, D>& model, const Cond& cond,
     if (mask.defined()) mask = concat(std::vector<Tensor<bool, D>>{emb_mask, emb_mask}, 0);
   }
 
+  // Frees the cache on every exit, so a failed generation leaves no cache behind.
+  struct CacheRelease {
+    models::GPT<T, D>& model;
+    ~CacheRelease() { model.clear_cache(); }
+  } release{model};
   model.setup_cache(doubled ? 2 * batch : batch, prefix + num_tokens);
   Tensor<int64_t, D> tokens = Tensor<int64_t, D>::empty({batch, num_tokens});
   Tensor<int64_t, D> next = argmax(
@@ -84,7 +100,6 @@ Tensor<int64_t, D> generate_greedy(models::GPT<T, D>& model, const Cond& cond,
     next = argmax(detail::guided_logits(logits, batch, doubled, use_guidance, cfg_scale), -1);
     tokens.narrow(1, i + 1, 1).copy_(next.view({batch, 1}));
   }
-  model.clear_cache();
   return tokens;
 }
 

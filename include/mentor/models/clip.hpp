@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/nn/module.hpp"
 #include "mentor/ops/attention.hpp"
@@ -43,7 +44,7 @@ inline CLIPActivation clip_activation_from_name(const std::string& name) {
   if (name == "quick_gelu") return CLIPActivation::QuickGelu;
   if (name == "gelu") return CLIPActivation::Gelu;
   if (name == "gelu_new" || name == "gelu_pytorch_tanh") return CLIPActivation::GeluTanh;
-  throw Error(detail::concat("CLIPVisionConfig: hidden_act '", name,
+  throw Error(mentor::detail::concat("CLIPVisionConfig: hidden_act '", name,
                              "' is not supported (quick_gelu, gelu, gelu_new, gelu_pytorch_tanh)"));
 }
 inline std::string clip_activation_name(CLIPActivation act) {
@@ -107,37 +108,64 @@ struct CLIPVisionConfig {
                  " must be positive");
     MENTOR_CHECK(attention_dropout == 0, "CLIPVisionConfig: attention_dropout ", attention_dropout,
                  " is not supported (only 0)");
+    for (auto [name, size] : {std::pair{"hidden_size", hidden_size},
+                              {"intermediate_size", intermediate_size},
+                              {"num_attention_heads", num_attention_heads},
+                              {"num_channels", num_channels},
+                              {"image_size", image_size},
+                              {"patch_size", patch_size}})
+      MENTOR_CHECK(size <= io::kMaxConfigSize, "CLIPVisionConfig: ", name, " ", size,
+                   " is more than ", io::kMaxConfigSize);
+    MENTOR_CHECK(num_hidden_layers <= io::kMaxConfigLayers, "CLIPVisionConfig: num_hidden_layers ",
+                 num_hidden_layers, " is more than ", io::kMaxConfigLayers);
+    MENTOR_CHECK(std::isfinite(layer_norm_eps) && std::isfinite(initializer_range) &&
+                     std::isfinite(initializer_factor),
+                 "CLIPVisionConfig: layer_norm_eps, initializer_range and initializer_factor must "
+                 "be finite");
+    (void)parameter_count();
+  }
+
+  // The tower's element count in closed form (clip_vision_parameter_shapes lists it); an int64
+  // overflow is an error.
+  int64_t parameter_count() const {
+    io::CheckedCount n(mentor::detail::concat("CLIPVisionConfig: the parameter count (hidden_size ",
+                                              hidden_size, ", image_size ", image_size,
+                                              ", patch_size ", patch_size, ")"));
+    const int64_t h = hidden_size, m = intermediate_size;
+    io::CheckedCount layer = n;
+    layer.add({4, h, h}).add({4, h}).add({4, h}).add({2, m, h}).add({m}).add({h});
+    n.add({h}).add({h, num_channels, patch_size, patch_size});
+    n.add({n.product({grid(), grid()}) + 1, h});
+    return n.add({4, h}).add({layer.total(), num_hidden_layers}).total();
   }
 
   // openai/clip-vit-large-patch14 (MENTOR's vision tower): 24 layers, 1024 wide, 16 heads,
   // MLP 4096, 224 px, patch 14, quick-GELU.
   static CLIPVisionConfig vit_large_patch14() { return CLIPVisionConfig{}; }
 
-  // Reads an HF CLIPVisionConfig JSON (unknown keys ignored, missing keys keep the defaults).
-  static CLIPVisionConfig from_json(const nlohmann::json& j) {
-    MENTOR_CHECK(j.is_object(), "CLIPVisionConfig::from_json: expected an object, got ", j.dump());
+  // Reads an HF CLIPVisionConfig JSON (missing keys keep the defaults). HF keys that do not change
+  // the vision tower (io::hf_keys_without_effect) are accepted; any other key is an error.
+  static CLIPVisionConfig from_json(const nlohmann::json& j, const std::string& path = {}) {
+    io::JsonConfigReader r(j, "CLIPVisionConfig", path);
+    r.ignore(io::hf_keys_without_effect());
     CLIPVisionConfig c;
-    try {
-      auto get = [&](const char* key, auto& field) {
-        if (j.contains(key) && !j.at(key).is_null())
-          field = j.at(key).get<std::decay_t<decltype(field)>>();
-      };
-      get("hidden_size", c.hidden_size);
-      get("intermediate_size", c.intermediate_size);
-      get("num_hidden_layers", c.num_hidden_layers);
-      get("num_attention_heads", c.num_attention_heads);
-      get("num_channels", c.num_channels);
-      get("image_size", c.image_size);
-      get("patch_size", c.patch_size);
-      get("layer_norm_eps", c.layer_norm_eps);
-      get("attention_dropout", c.attention_dropout);
-      get("initializer_range", c.initializer_range);
-      get("initializer_factor", c.initializer_factor);
-      if (j.contains("hidden_act"))
-        c.hidden_act = clip_activation_from_name(j.at("hidden_act").get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(detail::concat("CLIPVisionConfig::from_json: ", e.what(), " in ", j.dump()));
-    }
+    if (const auto type = r.read_string("model_type"))
+      if (*type != "clip_vision_model")
+        r.fail(mentor::detail::concat("model_type '", *type, "' is not clip_vision_model"));
+    r.read("hidden_size", c.hidden_size);
+    r.read("intermediate_size", c.intermediate_size);
+    r.read("num_hidden_layers", c.num_hidden_layers);
+    r.read("num_attention_heads", c.num_attention_heads);
+    r.read("num_channels", c.num_channels);
+    r.read("image_size", c.image_size);
+    r.read("patch_size", c.patch_size);
+    r.read("layer_norm_eps", c.layer_norm_eps);
+    r.read("attention_dropout", c.attention_dropout);
+    r.read("initializer_range", c.initializer_range);
+    r.read("initializer_factor", c.initializer_factor);
+    if (const auto act = r.read_string("hidden_act"))
+      c.hidden_act = clip_activation_from_name(*act);
+    r.finish();
     c.validate();
     return c;
   }

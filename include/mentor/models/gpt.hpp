@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/nn/transformer.hpp"
 #include "mentor/ops/dropout.hpp"
@@ -92,6 +93,30 @@ struct GPTConfig {
   void validate() const {
     MENTOR_CHECK(dim > 0 && n_layer > 0 && n_head > 0, "GPTConfig: dim ", dim, ", n_layer ",
                  n_layer, " and n_head ", n_head, " must be positive");
+    // Bounds first, so that the products below (and in the modules) cannot overflow.
+    for (auto [name, size] : {std::pair{"dim", dim},
+                              {"n_head", n_head},
+                              {"n_kv_head", n_kv_head},
+                              {"multiple_of", multiple_of},
+                              {"num_classes", num_classes},
+                              {"caption_dim", caption_dim},
+                              {"vocab_size", vocab_size},
+                              {"cls_token_num", cls_token_num},
+                              {"block_size", block_size}})
+      MENTOR_CHECK(size >= 0 && size <= io::kMaxConfigSize, "GPTConfig: ", name, " ", size,
+                   " is outside [0, ", io::kMaxConfigSize, "]");
+    MENTOR_CHECK(n_layer <= io::kMaxConfigLayers, "GPTConfig: n_layer ", n_layer, " is more than ",
+                 io::kMaxConfigLayers);
+    MENTOR_CHECK(!ffn_dim_multiplier || (std::isfinite(*ffn_dim_multiplier) &&
+                                         *ffn_dim_multiplier > 0 && *ffn_dim_multiplier <= 1024),
+                 "GPTConfig: ffn_dim_multiplier ", ffn_dim_multiplier.value_or(0),
+                 " must lie in (0, 1024]");
+    MENTOR_CHECK(std::isfinite(rope_base) && rope_base > 0, "GPTConfig: rope_base ", rope_base,
+                 " must be positive");
+    MENTOR_CHECK(std::isfinite(norm_eps) && norm_eps > 0, "GPTConfig: norm_eps ", norm_eps,
+                 " must be positive");
+    MENTOR_CHECK(std::isfinite(initializer_range) && initializer_range >= 0,
+                 "GPTConfig: initializer_range ", initializer_range, " must be >= 0");
     MENTOR_CHECK(dim % n_head == 0, "GPTConfig: dim ", dim, " is not a multiple of n_head ",
                  n_head);
     MENTOR_CHECK(n_kv_head >= 0 && n_head % kv_heads() == 0, "GPTConfig: n_kv_head ", n_kv_head,
@@ -117,6 +142,27 @@ struct GPTConfig {
                  " is not supported (only 0, upstream's default)");
     MENTOR_CHECK(drop_path_rate == 0, "GPTConfig: drop_path_rate ", drop_path_rate,
                  " is not supported (only 0, upstream's default)");
+    MENTOR_CHECK(multiple_of > 0 && ffn_hidden_dim() > 0, "GPTConfig: the feed-forward width ",
+                 ffn_hidden_dim(), " must be positive (ffn_dim_multiplier ",
+                 ffn_dim_multiplier.value_or(1), ")");
+    (void)parameter_count();
+  }
+
+  // The parameters' element count, in closed form (gpt_parameter_shapes lists them); overflow of
+  // int64 is an error, so validate() rejects a config whose model could not be counted.
+  int64_t parameter_count() const {
+    io::CheckedCount n(mentor::detail::concat("GPTConfig: the parameter count (dim ", dim,
+                                              ", n_layer ", n_layer, ", vocab_size ", vocab_size,
+                                              ")"));
+    const int64_t hidden = ffn_hidden_dim();
+    const int64_t qkv_rows = n.product({n_head + 2 * kv_heads(), head_dim()});
+    io::CheckedCount layer = n;
+    layer.add({qkv_rows, dim}).add({dim, dim}).add({3, hidden, dim}).add({2, dim});
+    if (is_c2i())
+      n.add({label_rows(), dim});
+    else
+      n.add({dim, caption_dim}).add({dim, dim});
+    return n.add({2, vocab_size, dim}).add({layer.total(), n_layer}).add({dim}).total();
   }
 
   // Upstream's named sizes (GPT_models): only n_layer, n_head and dim differ.
@@ -141,65 +187,54 @@ struct GPTConfig {
     for (const auto& [preset_name, sizes] : presets())
       known += (known.empty() ? "" : ", ") + preset_name;
     throw Error(
-        detail::concat("GPTConfig::preset: unknown model '", name, "' (known: ", known, ")"));
+        mentor::detail::concat("GPTConfig::preset: unknown model '", name, "' (known: ", known, ")"));
   }
 
-  // Reads upstream ModelArgs keys (fixture configs.json entries); keys not given keep their
-  // defaults, or the preset's when the object names one under "gpt_model" (e.g. "GPT-XL").
-  // "model_type" is "c2i" or "t2i"; "rope_prefix" is "zero" or "identity".
-  static GPTConfig from_json(const nlohmann::json& j) {
-    MENTOR_CHECK(j.is_object(), "GPTConfig::from_json: expected an object, got ", j.dump());
-    GPTConfig c =
-        j.contains("gpt_model") ? preset(j.at("gpt_model").get<std::string>()) : GPTConfig{};
-    try {
-      auto get = [&](const char* key, auto& field) {
-        if (j.contains(key) && !j.at(key).is_null())
-          field = j.at(key).get<std::decay_t<decltype(field)>>();
-      };
-      get("dim", c.dim);
-      get("n_layer", c.n_layer);
-      get("n_head", c.n_head);
-      get("n_kv_head", c.n_kv_head);
-      get("multiple_of", c.multiple_of);
-      if (j.contains("ffn_dim_multiplier") && !j.at("ffn_dim_multiplier").is_null())
-        c.ffn_dim_multiplier = j.at("ffn_dim_multiplier").get<double>();
-      get("rope_base", c.rope_base);
-      get("norm_eps", c.norm_eps);
-      get("initializer_range", c.initializer_range);
-      get("token_dropout_p", c.token_dropout_p);
-      get("attn_dropout_p", c.attn_dropout_p);
-      get("resid_dropout_p", c.resid_dropout_p);
-      get("ffn_dropout_p", c.ffn_dropout_p);
-      get("drop_path_rate", c.drop_path_rate);
-      get("num_classes", c.num_classes);
-      get("caption_dim", c.caption_dim);
-      get("class_dropout_prob", c.class_dropout_prob);
-      get("vocab_size", c.vocab_size);
-      get("cls_token_num", c.cls_token_num);
-      get("block_size", c.block_size);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(detail::concat("GPTConfig::from_json: ", e.what(), " in ", j.dump()));
-    }
-    if (j.contains("model_type")) {
-      std::string type = j.at("model_type").get<std::string>();
-      if (type == "c2i")
+  // Reads upstream ModelArgs keys (fixture configs.json entries); keys not given (or null) keep
+  // their defaults, or the preset's when the object names one under "gpt_model" (e.g. "GPT-XL").
+  // "model_type" is "c2i" or "t2i"; "rope_prefix" is "zero" or "identity". Any other key is an
+  // error; `path` places the object inside an enclosing config (for messages).
+  static GPTConfig from_json(const nlohmann::json& j, const std::string& path = {}) {
+    io::JsonConfigReader r(j, "GPTConfig", path);
+    const auto preset_name = r.read_string("gpt_model");
+    GPTConfig c = preset_name ? preset(*preset_name) : GPTConfig{};
+    r.read("dim", c.dim);
+    r.read("n_layer", c.n_layer);
+    r.read("n_head", c.n_head);
+    r.read("n_kv_head", c.n_kv_head);
+    r.read("multiple_of", c.multiple_of);
+    r.read("ffn_dim_multiplier", c.ffn_dim_multiplier);
+    r.read("rope_base", c.rope_base);
+    r.read("norm_eps", c.norm_eps);
+    r.read("initializer_range", c.initializer_range);
+    r.read("token_dropout_p", c.token_dropout_p);
+    r.read("attn_dropout_p", c.attn_dropout_p);
+    r.read("resid_dropout_p", c.resid_dropout_p);
+    r.read("ffn_dropout_p", c.ffn_dropout_p);
+    r.read("drop_path_rate", c.drop_path_rate);
+    r.read("num_classes", c.num_classes);
+    r.read("caption_dim", c.caption_dim);
+    r.read("class_dropout_prob", c.class_dropout_prob);
+    r.read("vocab_size", c.vocab_size);
+    r.read("cls_token_num", c.cls_token_num);
+    r.read("block_size", c.block_size);
+    if (const auto type = r.read_string("model_type")) {
+      if (*type == "c2i")
         c.model_type = GPTModelType::ClassToImage;
-      else if (type == "t2i")
+      else if (*type == "t2i")
         c.model_type = GPTModelType::TextToImage;
       else
-        throw Error(
-            detail::concat("GPTConfig::from_json: model_type '", type, "' is not c2i or t2i"));
+        r.fail(mentor::detail::concat("model_type '", *type, "' is not c2i or t2i"));
     }
-    if (j.contains("rope_prefix")) {
-      std::string prefix = j.at("rope_prefix").get<std::string>();
-      if (prefix == "zero")
+    if (const auto prefix = r.read_string("rope_prefix")) {
+      if (*prefix == "zero")
         c.rope_prefix = RopePrefix::Zero;
-      else if (prefix == "identity")
+      else if (*prefix == "identity")
         c.rope_prefix = RopePrefix::Identity;
       else
-        throw Error(detail::concat("GPTConfig::from_json: rope_prefix '", prefix,
-                                   "' is not zero or identity"));
+        r.fail(mentor::detail::concat("rope_prefix '", *prefix, "' is not zero or identity"));
     }
+    r.finish();
     c.validate();
     return c;
   }
@@ -409,6 +444,7 @@ class GPT : public nn::Module<T, D> {
     v.children("layers", layers);
     v.child("norm", norm);
     v.child("output", output);
+    v.generator("dropout_generator", dropout_generator);
   }
 
   const GPTConfig& config() const { return config_; }
@@ -429,13 +465,26 @@ class GPT : public nn::Module<T, D> {
                                bool training_dropout = false) {
     MENTOR_CHECK(!config_.is_c2i(), "GPT: caption features ", caption.shape().str(),
                  " given to a c2i model (it expects class labels [B])");
-    Tensor<bool, D> dropped =
-        drop_mask(caption.dim() == 3 ? caption.size(0) : 0, force_drop, training_dropout);
-    Tensor<T, D> embedded =
-        caption_embedder_(dropped.defined() ? caption_embedder_.drop(caption, dropped) : caption);
-    if (embedded.size(1) != config_.cls_token_num)
-      embedded = embedded.narrow(1, 0, config_.cls_token_num);
-    return embedded;
+    check_caption_length(caption, "GPT");
+    Tensor<bool, D> dropped = drop_mask(caption.size(0), force_drop, training_dropout);
+    return caption_embedder_(dropped.defined() ? caption_embedder_.drop(caption, dropped)
+                                               : caption);
+  }
+
+  // The one rule for caption features [B, T, caption_dim] on every path (training, eval, prefill,
+  // generation with or without guidance): T is exactly cls_token_num, else an error naming both
+  // lengths. models::left_pad_condition (multimodal_encoder.hpp) brings a caption to that length
+  // as upstream's tokenizer does (left-pads a shorter one, keeps the first rows of a longer one)
+  // and gives its emb_mask. `where` names the caller in the message.
+  void check_caption_length(const Caption& caption, const char* where) const {
+    MENTOR_CHECK_SHAPE(caption.dim() == 3, where, ": caption features ", caption.shape().str(),
+                       " are not [batch, tokens, ", config_.caption_dim, "]");
+    const int64_t rows = caption.size(1), slots = config_.cls_token_num;
+    MENTOR_CHECK_SHAPE(rows == slots, where, ": the caption has ", rows,
+                       " token rows but the model takes exactly cls_token_num = ", slots,
+                       ": bring it to ", slots, " rows with models::left_pad_condition (it "
+                       "left-pads a shorter caption, keeps the first ", slots,
+                       " rows of a longer one, as upstream's tokenizer, and gives the emb_mask)");
   }
 
   // ---- training ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/gpt.hpp"
 #include "mentor/models/multimodal_encoder.hpp"
@@ -69,15 +70,23 @@ struct MentorConfig {
   }
 
   // {"encoder": MultimodalEncoderConfig JSON, "gpt": GPTConfig JSON, "vq": VQConfig JSON}; a
-  // missing part keeps MENTOR's.
+  // missing part keeps MENTOR's. Any other key, at any level, is an error naming its path (e.g.
+  // MentorConfig.encoder.text_config).
   static MentorConfig from_json(const nlohmann::json& j) {
-    MENTOR_CHECK(j.is_object(), "MentorConfig::from_json: expected an object, got ", j.dump());
+    io::JsonConfigReader r(j, "MentorConfig");
     MentorConfig c;
-    if (j.contains("encoder")) c.encoder = MultimodalEncoderConfig::from_json(j.at("encoder"));
-    if (j.contains("gpt")) c.gpt = GPTConfig::from_json(j.at("gpt"));
-    if (j.contains("vq")) c.vq = VQConfig::from_json(j.at("vq"));
+    if (const nlohmann::json* encoder = r.find("encoder"))
+      c.encoder = MultimodalEncoderConfig::from_json(*encoder, r.child_path("encoder"));
+    if (const nlohmann::json* gpt = r.find("gpt"))
+      c.gpt = GPTConfig::from_json(*gpt, r.child_path("gpt"));
+    if (const nlohmann::json* vq = r.find("vq"))
+      c.vq = VQConfig::from_json(*vq, r.child_path("vq"));
+    r.finish();
     c.validate();
     return c;
+  }
+  nlohmann::json to_json() const {
+    return {{"encoder", encoder.to_json()}, {"gpt", gpt.to_json()}, {"vq", vq.to_json()}};
   }
 };
 
@@ -149,7 +158,8 @@ class MentorModel : public nn::Module<T, D> {
     v.child("multimodal_encoder", multimodal_encoder);
     // The GPT's own names sit at the top level, as in upstream's Transformer state_dict. (Its
     // train/eval flag is synchronised in every forward below, because the visitor reaches only its
-    // children.)
+    // children.) Generators come along: the GPT's as "dropout_generator", T5's as
+    // "multimodal_encoder.language_model.dropout_generator".
     gpt.visit(v);
   }
 

@@ -16,10 +16,12 @@
 //      condition_attention_mask builds the decoder's [B, 1, S, S] mask from that.
 //
 // Upstream differences, on purpose: upstream prints "shape mismatch" and silently truncates when
-// the number of placeholders differs from the number of projected vectors; here that is an error
-// naming both counts. Upstream also keeps only the last min(L, 512) prompt positions before the
-// encoder; its tokenizer always pads/truncates to 512 so that never cuts anything, and it is not
-// reproduced.
+// there are fewer placeholders than projected vectors (keeping the first rows over the whole
+// batch, so a later sample receives an earlier sample's patches); here that is an error naming
+// both counts, unless `placeholder_mismatch` is PlaceholderMismatch::TruncateLikeUpstream, which
+// reproduces upstream exactly (for comparing against upstream runs). Upstream also keeps only the
+// last min(L, 512) prompt positions before the encoder; its tokenizer always pads/truncates to 512
+// so that never cuts anything, and it is not reproduced.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -30,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 #include "mentor/models/clip.hpp"
 #include "mentor/models/projector.hpp"
 #include "mentor/models/t5.hpp"
@@ -41,6 +44,14 @@ namespace mentor::models {
 // LLaVA's mm_vision_select_feature: "patch" drops the class token, "cls_patch" keeps it.
 enum class VisionFeatureSelect { Patch, ClsPatch };
 
+// What the splice does when the prompts hold fewer <image> placeholders than the images give
+// feature rows (tokenizer truncation cut a run). More placeholders than rows is always an error
+// (upstream raises "shape mismatch" too).
+enum class PlaceholderMismatch {
+  Error,                // mentor's default: an error naming both counts and the per-sample counts
+  TruncateLikeUpstream  // upstream LlavaT5: keep the FIRST rows over the whole batch, row-major
+};
+
 struct MultimodalEncoderConfig {
   CLIPVisionConfig vision = CLIPVisionConfig::vit_large_patch14();
   T5Config text = T5Config::flan_t5_xl();
@@ -49,6 +60,7 @@ struct MultimodalEncoderConfig {
   int64_t select_layer = -2;  // HF hidden_states index (MENTOR: the penultimate state)
   VisionFeatureSelect select_feature = VisionFeatureSelect::Patch;
   int64_t image_token_id = 32100;  // `<image>` added to the T5 tokenizer
+  PlaceholderMismatch placeholder_mismatch = PlaceholderMismatch::Error;
 
   // Vectors each image contributes (= placeholders per image in the prompt).
   int64_t tokens_per_image() const {
@@ -81,48 +93,54 @@ struct MultimodalEncoderConfig {
 
   // {"vision_config": HF CLIPVisionConfig, "text_config": HF T5Config, "mm_projector_type",
   //  "mm_vision_select_layer", "mm_vision_select_feature": "patch" | "cls_patch",
-  //  "image_token_id"}; missing keys keep MENTOR's values.
-  static MultimodalEncoderConfig from_json(const nlohmann::json& j) {
-    MENTOR_CHECK(j.is_object(), "MultimodalEncoderConfig::from_json: expected an object, got ",
-                 j.dump());
+  //  "image_token_id", "placeholder_mismatch": "error" | "truncate_like_upstream",
+  //  "projector_init_std"}; missing keys keep MENTOR's values, any other key is an error (nested
+  //  ones name their path, e.g. MultimodalEncoderConfig.text_config).
+  static MultimodalEncoderConfig from_json(const nlohmann::json& j, const std::string& path = {}) {
+    io::JsonConfigReader r(j, "MultimodalEncoderConfig", path);
     MultimodalEncoderConfig c;
-    try {
-      if (j.contains("vision_config"))
-        c.vision = CLIPVisionConfig::from_json(j.at("vision_config"));
-      if (j.contains("text_config")) c.text = T5Config::from_json(j.at("text_config"));
-      if (j.contains("mm_projector_type"))
-        c.projector_type = j.at("mm_projector_type").get<std::string>();
-      if (j.contains("projector_init_std"))
-        c.projector_init_std = j.at("projector_init_std").get<double>();
-      if (j.contains("mm_vision_select_layer"))
-        c.select_layer = j.at("mm_vision_select_layer").get<int64_t>();
-      if (j.contains("mm_vision_select_feature")) {
-        const std::string feature = j.at("mm_vision_select_feature").get<std::string>();
-        if (feature == "patch")
-          c.select_feature = VisionFeatureSelect::Patch;
-        else if (feature == "cls_patch")
-          c.select_feature = VisionFeatureSelect::ClsPatch;
-        else
-          throw Error(detail::concat("MultimodalEncoderConfig: mm_vision_select_feature '", feature,
-                                     "' is not patch or cls_patch"));
-      }
-      if (j.contains("image_token_id")) c.image_token_id = j.at("image_token_id").get<int64_t>();
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(
-          detail::concat("MultimodalEncoderConfig::from_json: ", e.what(), " in ", j.dump()));
+    if (const nlohmann::json* vision = r.find("vision_config"))
+      c.vision = CLIPVisionConfig::from_json(*vision, r.child_path("vision_config"));
+    if (const nlohmann::json* text = r.find("text_config"))
+      c.text = T5Config::from_json(*text, r.child_path("text_config"));
+    r.read("mm_projector_type", c.projector_type);
+    r.read("projector_init_std", c.projector_init_std);
+    r.read("mm_vision_select_layer", c.select_layer);
+    if (const auto feature = r.read_string("mm_vision_select_feature")) {
+      if (*feature == "patch")
+        c.select_feature = VisionFeatureSelect::Patch;
+      else if (*feature == "cls_patch")
+        c.select_feature = VisionFeatureSelect::ClsPatch;
+      else
+        r.fail(mentor::detail::concat("mm_vision_select_feature '", *feature,
+                                      "' is not patch or cls_patch"));
     }
+    r.read("image_token_id", c.image_token_id);
+    if (const auto mismatch = r.read_string("placeholder_mismatch")) {
+      if (*mismatch == "error")
+        c.placeholder_mismatch = PlaceholderMismatch::Error;
+      else if (*mismatch == "truncate_like_upstream")
+        c.placeholder_mismatch = PlaceholderMismatch::TruncateLikeUpstream;
+      else
+        r.fail(mentor::detail::concat("placeholder_mismatch '", *mismatch,
+                                      "' is not error or truncate_like_upstream"));
+    }
+    r.finish();
     c.validate();
     return c;
   }
   nlohmann::json to_json() const {
-    return {{"vision_config", vision.to_json()},
-            {"text_config", text.to_json()},
-            {"mm_projector_type", projector_type},
-            {"projector_init_std", projector_init_std},
-            {"mm_vision_select_layer", select_layer},
-            {"mm_vision_select_feature",
-             select_feature == VisionFeatureSelect::Patch ? "patch" : "cls_patch"},
-            {"image_token_id", image_token_id}};
+    return {
+        {"vision_config", vision.to_json()},
+        {"text_config", text.to_json()},
+        {"mm_projector_type", projector_type},
+        {"projector_init_std", projector_init_std},
+        {"mm_vision_select_layer", select_layer},
+        {"mm_vision_select_feature",
+         select_feature == VisionFeatureSelect::Patch ? "patch" : "cls_patch"},
+        {"image_token_id", image_token_id},
+        {"placeholder_mismatch",
+         placeholder_mismatch == PlaceholderMismatch::Error ? "error" : "truncate_like_upstream"}};
   }
 };
 
@@ -151,10 +169,12 @@ inline std::vector<std::pair<std::string, Shape>> multimodal_encoder_parameter_s
 // embeds [B, L, C] with the rows at input_ids == image_token_id replaced, in row-major (b, t)
 // order, by the rows of `features` ([N, P, C] image by image, or already flat [N*P, C]).
 // Differentiable in both embeds and features. The number of placeholders must equal the number of
-// feature rows (else an Error names both counts and the placeholders per sample).
+// feature rows (else an Error names both counts and the placeholders per sample), except that
+// PlaceholderMismatch::TruncateLikeUpstream accepts fewer placeholders and uses the first rows.
 template <FloatingElement T, class D>
 Tensor<T, D> splice_image_features(const Tensor<T, D>& embeds, const Tensor<int64_t, D>& input_ids,
-                                   const Tensor<T, D>& features, int64_t image_token_id) {
+                                   const Tensor<T, D>& features, int64_t image_token_id,
+                                   PlaceholderMismatch mismatch = PlaceholderMismatch::Error) {
   MENTOR_CHECK_SHAPE(embeds.dim() == 3 && input_ids.dim() == 2 &&
                          input_ids.size(0) == embeds.size(0) && input_ids.size(1) == embeds.size(1),
                      "splice_image_features: embeds ", embeds.shape().str(), " and input_ids ",
@@ -181,11 +201,13 @@ Tensor<T, D> splice_image_features(const Tensor<T, D>& embeds, const Tensor<int6
     source[i] = placeholders++;
     ++per_sample[i / static_cast<size_t>(length)];
   }
-  if (placeholders != rows) {
+  const bool upstream_truncation =
+      mismatch == PlaceholderMismatch::TruncateLikeUpstream && placeholders < rows;
+  if (placeholders != rows && !upstream_truncation) {
     std::string counts;
     for (size_t b = 0; b < per_sample.size(); ++b)
       counts += (b ? ", " : "") + std::to_string(per_sample[b]);
-    throw Error(detail::concat(
+    throw Error(mentor::detail::concat(
         "splice_image_features: the prompts hold ", placeholders, " <image> placeholders (id ",
         image_token_id, "; per sample: ", counts, ") but the images give ", rows, " feature rows",
         features.defined() ? " (features " + features.shape().str() + ")" : "",
@@ -349,7 +371,8 @@ class MultimodalEncoder : public nn::Module<T, D> {
     Tensor<T, D> embeds = language_model.embed(input_ids);
     Tensor<T, D> features;
     if (images.defined() && images.size(0) > 0) features = image_features(images);
-    embeds = splice_image_features(embeds, input_ids, features, config_.image_token_id);
+    embeds = splice_image_features(embeds, input_ids, features, config_.image_token_id,
+                                   config_.placeholder_mismatch);
     return language_model.forward_embeds(embeds, attention_mask);
   }
 

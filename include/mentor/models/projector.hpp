@@ -7,6 +7,7 @@
 //   "identity"     no parameters (in must equal out)
 // MENTOR uses mlp2x_gelu, 1024 (CLIP-L) -> 2048 (FlanT5-XL d_model): keys
 // `language_projection.{0,2}.{weight,bias}`, initialised from a LLaVA-style projector pre-training.
+#include <cmath>
 #include <cstdint>
 #include <regex>
 #include <string>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/nn/module.hpp"
 #include "mentor/ops/unary.hpp"
@@ -30,11 +32,12 @@ struct ProjectorConfig {
   int64_t depth() const {
     if (type == "linear") return 1;
     if (type == "identity") return 0;
-    static const std::regex mlp("^mlp([0-9]+)x_gelu$");
+    // At most two digits: a deeper MLP is a typo (and std::stoll would throw past int64).
+    static const std::regex mlp("^mlp([0-9]{1,2})x_gelu$");
     std::smatch m;
     if (std::regex_match(type, m, mlp)) return std::stoll(m[1].str());
-    throw Error(detail::concat("ProjectorConfig: unknown projector type '", type,
-                               "' (linear, mlpNx_gelu, identity)"));
+    throw Error(mentor::detail::concat("ProjectorConfig: unknown projector type '", type,
+                                       "' (linear, mlpNx_gelu, identity)"));
   }
   void validate() const {
     const int64_t n = depth();
@@ -43,6 +46,11 @@ struct ProjectorConfig {
     MENTOR_CHECK(type == "identity" || n >= 1, "ProjectorConfig: ", type, " has no layers");
     MENTOR_CHECK(in_features > 0 && out_features > 0, "ProjectorConfig: in_features ", in_features,
                  " and out_features ", out_features, " must be positive");
+    MENTOR_CHECK(in_features <= io::kMaxConfigSize && out_features <= io::kMaxConfigSize,
+                 "ProjectorConfig: in_features ", in_features, " and out_features ", out_features,
+                 " must be at most ", io::kMaxConfigSize);
+    MENTOR_CHECK(std::isfinite(init_std) && init_std >= 0, "ProjectorConfig: init_std ", init_std,
+                 " must be finite and >= 0");
   }
 };
 

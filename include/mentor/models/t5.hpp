@@ -33,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 #include "mentor/io/safetensors.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/nn/module.hpp"
@@ -54,7 +55,7 @@ inline T5Activation t5_activation_from_name(const std::string& name) {
   if (name == "gelu") return T5Activation::Gelu;
   if (name == "gelu_new" || name == "gelu_pytorch_tanh") return T5Activation::GeluNew;
   if (name == "silu" || name == "swish") return T5Activation::Silu;
-  throw Error(detail::concat("T5Config: activation '", name,
+  throw Error(mentor::detail::concat("T5Config: activation '", name,
                              "' is not supported (relu, gelu, gelu_new, gelu_pytorch_tanh, silu)"));
 }
 inline std::string t5_activation_name(T5Activation act) {
@@ -114,50 +115,74 @@ struct T5Config {
                  " (> 0) are out of range");
     MENTOR_CHECK(dropout_rate >= 0 && dropout_rate < 1, "T5Config: dropout_rate ", dropout_rate,
                  " is outside [0, 1)");
-    MENTOR_CHECK(layer_norm_epsilon > 0, "T5Config: layer_norm_epsilon ", layer_norm_epsilon,
-                 " must be positive");
+    MENTOR_CHECK(layer_norm_epsilon > 0 && std::isfinite(layer_norm_epsilon),
+                 "T5Config: layer_norm_epsilon ", layer_norm_epsilon, " must be positive");
+    for (auto [name, size] : {std::pair{"vocab_size", vocab_size},
+                              {"d_model", d_model},
+                              {"d_kv", d_kv},
+                              {"d_ff", d_ff},
+                              {"num_heads", num_heads},
+                              {"relative_attention_num_buckets", relative_attention_num_buckets},
+                              {"relative_attention_max_distance", relative_attention_max_distance}})
+      MENTOR_CHECK(size <= io::kMaxConfigSize, "T5Config: ", name, " ", size, " is more than ",
+                   io::kMaxConfigSize);
+    MENTOR_CHECK(num_layers <= io::kMaxConfigLayers, "T5Config: num_layers ", num_layers,
+                 " is more than ", io::kMaxConfigLayers);
+    MENTOR_CHECK(std::isfinite(initializer_factor) && initializer_factor >= 0,
+                 "T5Config: initializer_factor ", initializer_factor, " must be >= 0");
+    (void)parameter_count();
+  }
+
+  // The encoder's element count in closed form (t5_encoder_parameter_shapes lists it); an int64
+  // overflow is an error.
+  int64_t parameter_count() const {
+    io::CheckedCount n(mentor::detail::concat("T5Config: the parameter count (d_model ", d_model,
+                                              ", d_ff ", d_ff, ", num_layers ", num_layers, ")"));
+    const int64_t inner = n.product({num_heads, d_kv});
+    io::CheckedCount layer = n;
+    layer.add({4, inner, d_model}).add({2, d_model}).add({is_gated_act ? 3 : 2, d_ff, d_model});
+    return n.add({vocab_size, d_model})
+        .add({layer.total(), num_layers})
+        .add({relative_attention_num_buckets, num_heads})
+        .add({d_model})
+        .total();
   }
 
   // google/flan-t5-xl (the encoder of BLIP-2 FlanT5-XL that MENTOR loads).
   static T5Config flan_t5_xl() { return T5Config{}; }
 
   // Reads an HF T5Config JSON. feed_forward_proj is "[gated-]ACT" ("gated-gelu" meaning
-  // gelu_new, as HF); an explicit dense_act_fn / is_gated_act overrides it.
-  static T5Config from_json(const nlohmann::json& j) {
-    MENTOR_CHECK(j.is_object(), "T5Config::from_json: expected an object, got ", j.dump());
+  // gelu_new, as HF); an explicit dense_act_fn / is_gated_act overrides it. HF keys that do not
+  // change the encoder (io::hf_keys_without_effect) are accepted; any other key is an error.
+  static T5Config from_json(const nlohmann::json& j, const std::string& path = {}) {
+    io::JsonConfigReader r(j, "T5Config", path);
+    r.ignore(io::hf_keys_without_effect());
     T5Config c;
-    try {
-      auto get = [&](const char* key, auto& field) {
-        if (j.contains(key) && !j.at(key).is_null())
-          field = j.at(key).get<std::decay_t<decltype(field)>>();
-      };
-      get("vocab_size", c.vocab_size);
-      get("d_model", c.d_model);
-      get("d_kv", c.d_kv);
-      get("d_ff", c.d_ff);
-      get("num_layers", c.num_layers);
-      get("num_heads", c.num_heads);
-      get("relative_attention_num_buckets", c.relative_attention_num_buckets);
-      get("relative_attention_max_distance", c.relative_attention_max_distance);
-      get("dropout_rate", c.dropout_rate);
-      get("layer_norm_epsilon", c.layer_norm_epsilon);
-      get("initializer_factor", c.initializer_factor);
-      if (j.contains("feed_forward_proj")) {
-        const std::string proj = j.at("feed_forward_proj").get<std::string>();
-        const auto dash = proj.find('-');
-        c.is_gated_act = dash != std::string::npos && proj.substr(0, dash) == "gated";
-        MENTOR_CHECK(dash == std::string::npos || c.is_gated_act, "T5Config: feed_forward_proj '",
-                     proj, "' is not ACT or gated-ACT");
-        const std::string act = dash == std::string::npos ? proj : proj.substr(dash + 1);
-        c.dense_act_fn =
-            proj == "gated-gelu" ? T5Activation::GeluNew : t5_activation_from_name(act);
-      }
-      if (j.contains("dense_act_fn") && !j.at("dense_act_fn").is_null())
-        c.dense_act_fn = t5_activation_from_name(j.at("dense_act_fn").get<std::string>());
-      get("is_gated_act", c.is_gated_act);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(detail::concat("T5Config::from_json: ", e.what(), " in ", j.dump()));
+    if (const auto type = r.read_string("model_type"))
+      if (*type != "t5") r.fail(mentor::detail::concat("model_type '", *type, "' is not t5"));
+    r.read("vocab_size", c.vocab_size);
+    r.read("d_model", c.d_model);
+    r.read("d_kv", c.d_kv);
+    r.read("d_ff", c.d_ff);
+    r.read("num_layers", c.num_layers);
+    r.read("num_heads", c.num_heads);
+    r.read("relative_attention_num_buckets", c.relative_attention_num_buckets);
+    r.read("relative_attention_max_distance", c.relative_attention_max_distance);
+    r.read("dropout_rate", c.dropout_rate);
+    r.read("layer_norm_epsilon", c.layer_norm_epsilon);
+    r.read("initializer_factor", c.initializer_factor);
+    if (const auto proj = r.read_string("feed_forward_proj")) {
+      const auto dash = proj->find('-');
+      c.is_gated_act = dash != std::string::npos && proj->substr(0, dash) == "gated";
+      MENTOR_CHECK(dash == std::string::npos || c.is_gated_act, "T5Config: feed_forward_proj '",
+                   *proj, "' is not ACT or gated-ACT");
+      const std::string act = dash == std::string::npos ? *proj : proj->substr(dash + 1);
+      c.dense_act_fn = *proj == "gated-gelu" ? T5Activation::GeluNew : t5_activation_from_name(act);
     }
+    if (const auto act = r.read_string("dense_act_fn"))
+      c.dense_act_fn = t5_activation_from_name(*act);
+    r.read("is_gated_act", c.is_gated_act);
+    r.finish();
     c.validate();
     return c;
   }
@@ -557,6 +582,7 @@ class T5EncoderModel : public nn::Module<T, D> {
   void visit(nn::Visitor<T, D>& v) override {
     v.child("shared", shared);
     v.child("encoder", encoder);
+    v.generator("dropout_generator", dropout_generator);
   }
 
  private:

@@ -1,14 +1,19 @@
 #pragma once
 // Dispatch of a fixture file to its module's verifier, by the file's name:
-// <config key>_s<seed>.safetensors, where <config key> names the entry of configs.json beside it.
+// <config key>_s<seed>.safetensors, where <config key> names the entry of configs.json beside it
+// (../shared/fixtures/upstream/: llamagen_gpt_*, llamagen_vq, hf_t5enc, hf_clipvis;
+// ../shared/fixtures/mentor/: mentor_mm, the MENTOR composition).
 #include <filesystem>
 #include <fstream>
 #include <regex>
 
 #include <nlohmann/json.hpp>
 
+#include "mentor/io/json_config.hpp"
+
 #include "mentor/models/verify_clip.hpp"
 #include "mentor/models/verify_gpt.hpp"
+#include "mentor/models/verify_mentor.hpp"
 #include "mentor/models/verify_t5.hpp"
 #include "mentor/models/verify_vq.hpp"
 
@@ -23,29 +28,31 @@ inline std::string fixture_config_key(const std::filesystem::path& file) {
 }
 
 inline nlohmann::json load_fixture_configs(const std::filesystem::path& dir) {
-  std::filesystem::path path = dir / "configs.json";
-  std::ifstream in(path);
-  MENTOR_CHECK(in.good(), "verify: cannot open ", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw Error(::mentor::detail::concat("verify: ", path.string(), " is not valid JSON: ", e.what()));
-  }
+  // Depth-guarded parse: a hostile configs.json cannot build a tree that recursion overflows on.
+  return io::load_json_config(dir / "configs.json");
 }
 
 template <class T, class D>
 VerifyReport verify_fixture(const std::filesystem::path& file, const nlohmann::json& configs) {
   std::string key = fixture_config_key(file);
-  MENTOR_CHECK(configs.contains(key), "verify: ", file.string(), ": configs.json has no entry '", key,
-               "'");
+  MENTOR_CHECK(configs.contains(key), "verify: ", file.string(), ": configs.json has no entry '",
+               key, "'");
   const nlohmann::json& config = configs.at(key);
   io::SafeTensorsFile st = io::SafeTensorsFile::open(file.string());
   VerifyReport report;
-  if (key.rfind("llamagen_gpt", 0) == 0) report = verify_gpt<T, D>(st, config);
-  else if (key.rfind("llamagen_vq", 0) == 0) report = verify_vq<T, D>(st, config);
-  else if (key.rfind("hf_t5enc", 0) == 0) report = verify_t5<T, D>(st, config);
-  else if (key.rfind("hf_clipvis", 0) == 0) report = verify_clip<T, D>(st, config);
-  else throw Error(::mentor::detail::concat("verify: ", file.string(), ": no verifier for config '", key, "'"));
+  if (key.rfind("llamagen_gpt", 0) == 0)
+    report = verify_gpt<T, D>(st, config);
+  else if (key.rfind("llamagen_vq", 0) == 0)
+    report = verify_vq<T, D>(st, config);
+  else if (key.rfind("hf_t5enc", 0) == 0)
+    report = verify_t5<T, D>(st, config);
+  else if (key.rfind("hf_clipvis", 0) == 0)
+    report = verify_clip<T, D>(st, config);
+  else if (key.rfind("mentor_mm", 0) == 0)
+    report = verify_mentor<T, D>(st, config);
+  else
+    throw Error(::mentor::detail::concat("verify: ", file.string(), ": no verifier for config '",
+                                         key, "'"));
   report.file = file.string();
   return report;
 }

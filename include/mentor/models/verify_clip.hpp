@@ -6,8 +6,8 @@
 //   - in.pixel_values through the tower: out.penultimate_patches (hidden_states[-2] without the
 //     class token: what MENTOR feeds its projector), out.last_hidden_state and out.pooler_output;
 //   - grad.* of sum(penultimate_patches * in.cotangent). The file holds no gradient for the last
-//     layer and post_layernorm (they do not reach the penultimate state); compare_gradients skips
-//     parameters without a `grad.` entry.
+//     layer and post_layernorm (they do not reach the penultimate state); compare_gradients walks
+//     the file's `grad.` keys, so those parameters are not compared.
 //     The gradient of every `self_attn.k_proj.bias` is exactly zero in exact arithmetic (adding
 //     b to every key adds q.b to all scores of a query row, which softmax ignores): the file holds
 //     float32 rounding noise there (~1e-8 of the whole gradient's norm), which compare_gradients
@@ -41,7 +41,7 @@ VerifyReport verify_clip(const io::SafeTensorsFile& file, const nlohmann::json& 
   model.eval();
   model.zero_grad();
 
-  const Tensor<T, D> pixels = nn::load_tensor<T, D>(file, "in.pixel_values");
+  const Tensor<T, D> pixels = load_input<T, D>(report, file, "in.pixel_values");
   // Every hidden state at once: the penultimate one and the last share their first layers.
   const std::vector<Tensor<T, D>> states = model.hidden_states(pixels);
   const Tensor<T, D>& penultimate = states[states.size() - 2];
@@ -51,9 +51,10 @@ VerifyReport verify_clip(const io::SafeTensorsFile& file, const nlohmann::json& 
   compare_output(report, file, "out.last_hidden_state", last, tol.output);
   compare_output(report, file, "out.pooler_output", model.pooled(last), tol.output);
 
-  const Tensor<T, D> cotangent = nn::load_tensor<T, D>(file, "in.cotangent");
+  const Tensor<T, D> cotangent = load_input<T, D>(report, file, "in.cotangent");
   sum(mul(patches, cotangent)).backward();
   compare_gradients(report, file, model, tol.gradient);
+  check_coverage(report, file);
   return report;
 }
 

@@ -23,7 +23,7 @@ namespace mentor::models {
 template <class T, class D>
 VerifyReport verify_t5(const io::SafeTensorsFile& file, const nlohmann::json& config_json) {
   const T5Config config = T5Config::from_json(config_json);
-  const Tolerances tol = default_tolerances<T>();
+  const Tolerances tol = t5_tolerances<T>();  // bf16: verify.hpp explains the bounds
   VerifyReport report;
   report.file = file.path();
   report.module = "T5 encoder (HF T5EncoderModel)";
@@ -36,11 +36,12 @@ VerifyReport verify_t5(const io::SafeTensorsFile& file, const nlohmann::json& co
   model.eval();
   model.zero_grad();
 
-  const Tensor<int64_t, D> ids = nn::load_tensor<int64_t, D>(file, "in.input_ids");
+  const Tensor<int64_t, D> ids = load_input<int64_t, D>(report, file, "in.input_ids");
   Tensor<bool, D> mask;
-  if (file.contains("in.attention_mask")) {
+  {
     // Stored as integers 0/1.
-    std::vector<int64_t> values = nn::load_tensor<int64_t>(file, "in.attention_mask").to_vector();
+    std::vector<int64_t> values =
+        load_input<int64_t>(report, file, "in.attention_mask").to_vector();
     std::vector<bool> flags(values.size());
     for (size_t i = 0; i < values.size(); ++i) flags[i] = values[i] != 0;
     mask = Tensor<bool, CPU>::from_vector(flags, Shape(file.info("in.attention_mask").shape))
@@ -49,9 +50,10 @@ VerifyReport verify_t5(const io::SafeTensorsFile& file, const nlohmann::json& co
   const Tensor<T, D> hidden = model(ids, mask);
   compare_output(report, file, "out.last_hidden_state", hidden, tol.output);
 
-  const Tensor<T, D> cotangent = nn::load_tensor<T, D>(file, "in.cotangent");
+  const Tensor<T, D> cotangent = load_input<T, D>(report, file, "in.cotangent");
   sum(mul(hidden, cotangent)).backward();
   compare_gradients(report, file, model, tol.gradient);
+  check_coverage(report, file);
   return report;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Verifier of the VQ tokenizer against upstream fixtures llamagen_vq_s{0,1} (written by
+// Verifier of the VQ tokenizer against upstream fixtures llamagen_vq_s* (written by
 // LlamaGen's own VQModel): outputs of one training-mode forward, the gradients of
 // loss = MSE(dec, image) + vq_loss + commit_loss, the recent-codes buffer that forward leaves
 // behind, and decode_code of the fixture's indices in eval mode.
@@ -18,6 +18,17 @@
 
 namespace mentor::models {
 
+// The VQConfig of a llamagen_vq configs.json entry: the entry also notes how the fixture was made
+// (input shape, initialisations, upstream commit), which is not configuration.
+inline VQConfig vq_fixture_config(const nlohmann::json& entry) {
+  nlohmann::json config = entry;
+  if (config.is_object())
+    for (const char* note :
+         {"image", "norm_weight_init", "norm_bias_init", "conv_init", "upstream", "generator"})
+      config.erase(note);
+  return VQConfig::from_json(config);
+}
+
 template <class T, class D>
 VerifyReport verify_vq(const io::SafeTensorsFile& file, const nlohmann::json& config_json) {
   VerifyReport report;
@@ -25,7 +36,7 @@ VerifyReport verify_vq(const io::SafeTensorsFile& file, const nlohmann::json& co
   report.module = "VQModel (LlamaGen VQ tokenizer)";
   const Tolerances tol = default_tolerances<T>();
 
-  VQConfig config = VQConfig::from_json(config_json);
+  VQConfig config = vq_fixture_config(config_json);
   // Upstream keeps the `codebook_used` buffer only with codebook_show_usage: follow the file.
   const std::string used_key = "w.quantize.codebook_used";
   config.codebook_show_usage = file.contains(used_key);
@@ -43,7 +54,7 @@ VerifyReport verify_vq(const io::SafeTensorsFile& file, const nlohmann::json& co
 
   model.train();
   model.zero_grad();
-  const Tensor<T, D> image = nn::load_tensor<T, D>(file, "in.image");
+  const Tensor<T, D> image = load_input<T, D>(report, file, "in.image");
   VQForwardResult<T, D> out = model.forward(image);
   const VQQuantizeResult<T, D>& q = out.quantized;
   Tensor<T, D> rec_loss = mse_loss(out.dec, image);
@@ -80,6 +91,7 @@ VerifyReport verify_vq(const io::SafeTensorsFile& file, const nlohmann::json& co
     Tensor<T, D> decoded = model.decode_code(codes, b, q.height, q.width);
     compare_output(report, file, "out.decode_code", decoded, tol.output);
   }
+  check_coverage(report, file);
   return report;
 }
 

@@ -8,6 +8,7 @@
 //     void visit(nn::Visitor<T, D>& v) override {
 //       v.parameter("weight", weight);
 //       v.child("attention", attention);
+//       v.generator("dropout_generator", dropout_generator);  // if it draws on its own
 //     }
 #include <functional>
 #include <map>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "mentor/core/random.hpp"
 #include "mentor/core/tensor.hpp"
 
 namespace mentor::nn {
@@ -29,15 +31,24 @@ class Visitor {
  public:
   using TensorFn = std::function<void(const std::string& name, Tensor<T, D>& tensor)>;
   using ModuleFn = std::function<void(const std::string& name, Module<T, D>& module)>;
-  Visitor(TensorFn on_parameter, TensorFn on_buffer, ModuleFn on_module = nullptr)
-      : on_parameter_(std::move(on_parameter)), on_buffer_(std::move(on_buffer)),
-        on_module_(std::move(on_module)) {}
+  using GeneratorFn = std::function<void(const std::string& name, Generator& generator)>;
+  Visitor(TensorFn on_parameter, TensorFn on_buffer, ModuleFn on_module = nullptr,
+          GeneratorFn on_generator = nullptr)
+      : on_parameter_(std::move(on_parameter)),
+        on_buffer_(std::move(on_buffer)),
+        on_module_(std::move(on_module)),
+        on_generator_(std::move(on_generator)) {}
 
   void parameter(const std::string& name, Tensor<T, D>& tensor) {
     if (on_parameter_) on_parameter_(prefix_ + name, tensor);
   }
   void buffer(const std::string& name, Tensor<T, D>& tensor) {
     if (on_buffer_) on_buffer_(prefix_ + name, tensor);
+  }
+  // A random generator the module draws from on its own (e.g. dropout): checkpoints save and
+  // restore its state under the qualified name, so a resumed run draws the same numbers.
+  void generator(const std::string& name, Generator& generator) {
+    if (on_generator_) on_generator_(prefix_ + name, generator);
   }
   void child(const std::string& name, Module<T, D>& module) {
     std::string saved = prefix_;
@@ -60,6 +71,7 @@ class Visitor {
  private:
   TensorFn on_parameter_, on_buffer_;
   ModuleFn on_module_;
+  GeneratorFn on_generator_;
   std::string prefix_;
 };
 
@@ -96,6 +108,14 @@ class Module {
     std::vector<std::pair<std::string, Tensor<T, D>*>> out;
     auto add = [&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); };
     Visitor<T, D> v(add, add);
+    visit(v);
+    return out;
+  }
+  // The generators the module tree owns, by qualified name (see Visitor::generator).
+  std::vector<std::pair<std::string, Generator*>> named_generators() {
+    std::vector<std::pair<std::string, Generator*>> out;
+    Visitor<T, D> v(nullptr, nullptr, nullptr,
+                    [&](const std::string& n, Generator& g) { out.emplace_back(n, &g); });
     visit(v);
     return out;
   }

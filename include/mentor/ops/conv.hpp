@@ -411,7 +411,7 @@ Tensor<T, D> pad2d(const Tensor<T, D>& x, int64_t left, int64_t right, int64_t t
   Tensor<T, D> out = Tensor<T, D>::zeros(shape);
   Tensor<T, D> interior = out.narrow(-2, top, height).narrow(-1, left, width);
   Tensor<T, D> src = x.detach();
-  detail::DeviceOps<D>::copy_strided(src.data(), src.strides(), interior.data(), interior.strides(),
+  mentor::detail::DeviceOps<D>::copy_strided(src.data(), src.strides(), interior.data(), interior.strides(),
                                      src.shape());
   autograd::record(
       "pad2d", out,

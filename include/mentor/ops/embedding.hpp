@@ -17,10 +17,11 @@ namespace mentor {
 
 #if defined(MENTOR_WITH_CUDA)
 namespace cuda {
-// Index of the first ids[i] outside [0, upper), or -1 when all are valid (synchronises).
+// Index of the first ids[i] outside [0, upper), or -1 when all are valid (waits on the current
+// stream; never call it while the stream is captured).
 int64_t first_out_of_range(const int64_t* ids, int64_t n, int64_t upper);
-// out[i, :] = table[ids[i], :] for i < n; table contiguous [V, C], out contiguous [n, C]; ids are
-// already validated.
+// out[i, :] = table[ids[i], :] for i < n; table contiguous [V, C], out contiguous [n, C]; an id
+// outside [0, V) (unchecked only under graph capture) gives a zero row.
 template <class T>
 void embedding_forward(const T* table, int64_t V, int64_t C, const int64_t* ids, int64_t n, T* out);
 // grad_table (contiguous [V, C], overwritten) = Σ_i onehot(ids[i]) grad_out[i, :], accumulated in
@@ -44,9 +45,9 @@ Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<int64_t, D>& ids)
   out_shape.push_back(C);
   Tensor<T, D> out = Tensor<T, D>::empty(out_shape);
   auto report_bad = [&](int64_t position, int64_t id) {
-    throw Error(detail::concat("embedding: id ", id, " at position ", position, " of ids ",
-                               ids.shape().str(), " is out of range for a table of ", V,
-                               " rows (table ", table.shape().str(), ")"));
+    throw Error(mentor::detail::concat("embedding: id ", id, " at position ", position, " of ids ",
+                                       ids.shape().str(), " is out of range for a table of ", V,
+                                       " rows (table ", table.shape().str(), ")"));
   };
   if constexpr (std::is_same_v<D, CPU>) {
     const int64_t* pid = idc.data();
@@ -60,8 +61,13 @@ Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<int64_t, D>& ids)
                           std::copy(pt + pid[i] * C, pt + (pid[i] + 1) * C, po + i * C);
                       });
   } else {
+    // Checked at the call outside a graph capture (one wait on the stream). A capture must not
+    // wait on the host, so there the ids go unchecked and the kernel writes a zero row for an id
+    // outside the table instead of reading past it.
+    bool capturing = false;
+    MENTOR_CUDA_CALL(capturing = cuda::stream_capturing());
     int64_t bad = -1;
-    MENTOR_CUDA_CALL(bad = cuda::first_out_of_range(idc.data(), n, V));
+    if (!capturing) MENTOR_CUDA_CALL(bad = cuda::first_out_of_range(idc.data(), n, V));
     if (bad >= 0) report_bad(bad, idc.view(Shape{-1}).narrow(0, bad, 1).item());
     MENTOR_CUDA_CALL(cuda::embedding_forward(tc.data(), V, C, idc.data(), n, out.data()));
   }

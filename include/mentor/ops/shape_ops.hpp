@@ -175,7 +175,7 @@ Tensor<T, D> concat(const std::vector<Tensor<T, D>>& parts, int64_t dim) {
       }
     }
     Tensor<T, D> target = out.narrow(axis, offset, length);
-    detail::DeviceOps<D>::copy_strided(part.data(), part.strides(), target.data(), target.strides(),
+    mentor::detail::DeviceOps<D>::copy_strided(part.data(), part.strides(), target.data(), target.strides(),
                                        part.shape());
     offset += length;
   }

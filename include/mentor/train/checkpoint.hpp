@@ -5,10 +5,16 @@
 // A checkpoint `<dir>/<stem>` is two files:
 //   <stem>.safetensors  the tensors (model.*, master.*, optim.m.*, optim.v.*, ... by convention)
 //   <stem>.json         the manifest: caller fields (step, rng, loader position, config, ...) plus
-//                       {"format": "mentor.checkpoint", "version": 1,
+//                       {"format": "mentor.checkpoint", "version": 2,
 //                        "data": {"file": "<stem>.safetensors", "bytes": N, "xxh64": "<16 hex>"},
-//                        "tensors": {"<key>": {"dtype": "F32", "shape": [...]}, ...}}
+//                        "tensors": {"<key>": {"dtype": "F32", "shape": [...]}, ...},
+//                        "manifest_xxh64": "<16 hex>"}
 // and `<dir>/latest` names the newest complete one (its stem and a newline).
+//
+// "manifest_xxh64" hashes the manifest itself (its compact dump() without that field; nlohmann
+// sorts object keys, so the text is canonical), so an edited step, RNG offset or option cannot
+// load silently, just as "data.xxh64" guards the tensors. Version 1 manifests had no such hash and
+// are refused.
 //
 // Commit order: the safetensors file, then the manifest, then `latest`, each written to a
 // temporary file, fsynced and renamed over its target (io/atomic_file.hpp). Until the manifest
@@ -16,11 +22,13 @@
 // checkpoint. So a process killed (or a machine losing power) at any point leaves `latest` naming
 // a complete checkpoint, plus at worst an orphaned temporary file, which the next save removes.
 //
-// Loading checks, before any tensor is copied: the manifest parses and has the expected format;
-// the data file has exactly the recorded size (a truncated copy says so) and the recorded XXH64
-// content hash (a damaged one says so); the safetensors header is valid and lists exactly the
-// manifest's tensors. Callers then compare the architecture (names, dtypes, shapes) with
-// check_tensors(), which names every difference.
+// Loading checks, before any tensor is copied: the manifest parses, has the expected format and
+// its own hash (parse_checkpoint_manifest, which fuzzing exercises); data.file is a plain file
+// name inside the checkpoint's folder (never an absolute path or `../`); the data file has exactly
+// the recorded size (a truncated copy says so) and the recorded XXH64 content hash (a damaged one
+// says so); the safetensors header is valid and lists exactly the manifest's tensors. Callers then
+// compare the architecture (names, dtypes, shapes) with check_tensors(), which names every
+// difference.
 //
 // XXH64 is Yann Collet's xxHash64 (seed 0), checked against the reference implementation's
 // sanity vectors in tests/train/test_checkpoint.cpp; it hashes at several GB/s, so verifying a
@@ -34,11 +42,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -148,15 +159,19 @@ inline std::filesystem::path data_path(const std::filesystem::path& stem) {
 // The stem a user's path names: a directory means its `latest` checkpoint; "x.json" and
 // "x.safetensors" mean "x".
 inline std::filesystem::path resolve_checkpoint(const std::filesystem::path& path) {
-  if (std::filesystem::is_directory(path)) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
     const auto pointer = path / "latest";
-    MENTOR_CHECK(std::filesystem::exists(pointer), "checkpoint directory ", path.string(),
+    MENTOR_CHECK(std::filesystem::exists(pointer, error), "checkpoint directory ", path.string(),
                  " has no 'latest' file: no checkpoint was completed there");
     std::ifstream in(pointer);
     std::string stem;
     std::getline(in, stem);
-    MENTOR_CHECK(!stem.empty() && stem.find('/') == std::string::npos, "checkpoint pointer ",
-                 pointer.string(), " is empty or damaged (content \"", stem, "\")");
+    // A plain name: `latest` must not lead out of its folder either.
+    MENTOR_CHECK(!stem.empty() && stem != "." && stem != ".." &&
+                     stem.find_first_of(std::string("/\\\0", 3)) == std::string::npos,
+                 "checkpoint pointer ", pointer.string(), " is empty or damaged (content \"",
+                 stem.substr(0, 200), "\")");
     return path / stem;
   }
   const std::string text = path.string();
@@ -205,6 +220,159 @@ inline std::string describe(const TensorSignature& s) {
   return mentor::detail::concat(s.dtype, " ", Shape(s.shape).str());
 }
 
+// ---- manifests --------------------------------------------------------------------------------
+
+inline constexpr int kCheckpointVersion = 2;
+inline constexpr int kManifestMaxDepth = 64;  // deeper documents are refused before dump() recurses
+
+namespace detail {
+
+inline std::string json_kind(const nlohmann::json& j) { return std::string(j.type_name()); }
+
+// An integer field, checked: a float (even 1e300 or 3.0), a string, a negative value for an
+// unsigned type or a value out of Int's range is an error naming the field, never a cast (a float
+// out of an integer's range converts with undefined behaviour).
+template <class Int>
+Int json_integer(const nlohmann::json& j, const std::string& what) {
+  static_assert(std::is_integral_v<Int>);
+  MENTOR_CHECK(j.is_number_integer(), what, " must be an integer, got ", json_kind(j),
+               j.is_number_float() ? mentor::detail::concat(" ", j.get<double>()) : std::string());
+  if (j.is_number_unsigned()) {
+    const uint64_t value = j.get<uint64_t>();
+    MENTOR_CHECK(value <= static_cast<uint64_t>(std::numeric_limits<Int>::max()), what, " ", value,
+                 " is out of range (at most ", std::numeric_limits<Int>::max(), ")");
+    return static_cast<Int>(value);
+  }
+  const int64_t value = j.get<int64_t>();
+  if constexpr (std::is_unsigned_v<Int>) {
+    MENTOR_CHECK(value >= 0, what, " must not be negative, got ", value);
+    MENTOR_CHECK(static_cast<uint64_t>(value) <= std::numeric_limits<Int>::max(), what, " ", value,
+                 " is out of range");
+  } else {
+    MENTOR_CHECK(value >= static_cast<int64_t>(std::numeric_limits<Int>::min()) &&
+                     value <= static_cast<int64_t>(std::numeric_limits<Int>::max()),
+                 what, " ", value, " is out of range");
+  }
+  return static_cast<Int>(value);
+}
+
+inline std::string json_string(const nlohmann::json& j, const std::string& what) {
+  MENTOR_CHECK(j.is_string(), what, " must be a string, got ", json_kind(j));
+  return j.get<std::string>();
+}
+
+// The member `key` of object `j`, which must exist.
+inline const nlohmann::json& json_member(const nlohmann::json& j, const std::string& key,
+                                         const std::string& what) {
+  MENTOR_CHECK(j.is_object(), what, " must be an object, got ", json_kind(j));
+  const auto found = j.find(key);
+  MENTOR_CHECK(found != j.end(), what, " has no \"", key, "\"");
+  return *found;
+}
+
+// The hash "manifest_xxh64" records: of the compact dump of the manifest without that field.
+inline std::string manifest_hash(nlohmann::json manifest) {
+  manifest.erase("manifest_xxh64");
+  const std::string text = manifest.dump();
+  return hex64(xxh64(text.data(), text.size()));
+}
+
+// A file name that stays inside its folder: not empty, no directory part, not "." or "..".
+inline bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find_first_of(std::string("/\\\0", 3)) == std::string::npos;
+}
+
+}  // namespace detail
+
+// A parsed and validated manifest.
+struct CheckpointManifest {
+  nlohmann::json json;    // the whole document (caller fields included)
+  std::string data_file;  // a plain file name in the checkpoint's folder
+  uint64_t data_bytes = 0;
+  std::string data_xxh64;
+  std::map<std::string, TensorSignature> tensors;
+};
+
+// Parses and validates a manifest from its JSON text: the format and version, every reserved field
+// with its type and range, and the manifest's own hash. Any problem is a mentor::Error saying what
+// is wrong (no nlohmann exception or unchecked conversion escapes). Pure: touches no file.
+// fuzzed by tests/fuzz/fuzz_checkpoint_manifest.cpp
+inline CheckpointManifest parse_checkpoint_manifest(std::string_view text) {
+  bool too_deep = false;
+  CheckpointManifest out;
+  try {
+    out.json = nlohmann::json::parse(
+        text.begin(), text.end(),
+        [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          if (depth > kManifestMaxDepth) too_deep = true;
+          return depth <= kManifestMaxDepth;  // drop what is deeper, so nothing deep is built
+        },
+        /*allow_exceptions=*/false);
+  } catch (const nlohmann::json::exception& error) {  // defensive: parse should not throw here
+    throw Error(mentor::detail::concat("is invalid JSON (", error.what(), ")"));
+  }
+  MENTOR_CHECK(!too_deep, "is nested deeper than ", kManifestMaxDepth, " levels");
+  MENTOR_CHECK(!out.json.is_discarded(), "is damaged or truncated (", text.size(),
+               " bytes of invalid JSON)");
+  const nlohmann::json& m = out.json;
+  MENTOR_CHECK(m.is_object(), "is not a JSON object (", detail::json_kind(m), ")");
+  MENTOR_CHECK(m.contains("format") && m["format"].is_string() &&
+                   m["format"].get<std::string>() == "mentor.checkpoint",
+               "is not a mentor checkpoint (\"format\" is ",
+               m.contains("format") ? m["format"].dump().substr(0, 80) : std::string("missing"),
+               ", expected \"mentor.checkpoint\")");
+  const auto version =
+      detail::json_integer<int64_t>(detail::json_member(m, "version", "manifest"), "\"version\"");
+  MENTOR_CHECK(version == kCheckpointVersion, "has version ", version,
+               "; this build reads version ", kCheckpointVersion,
+               version == 1 ? " (version 1 manifests carry no hash of their own, so their fields "
+                              "cannot be trusted)"
+                            : "");
+
+  const nlohmann::json& data = detail::json_member(m, "data", "manifest");
+  out.data_file = detail::json_string(detail::json_member(data, "file", "\"data\""), "data.file");
+  MENTOR_CHECK(detail::is_plain_file_name(out.data_file), "data.file \"",
+               out.data_file.substr(0, 200),
+               "\" is not a plain file name in the checkpoint's folder (no directories, absolute "
+               "paths or \"..\")");
+  out.data_bytes =
+      detail::json_integer<uint64_t>(detail::json_member(data, "bytes", "\"data\""), "data.bytes");
+  out.data_xxh64 =
+      detail::json_string(detail::json_member(data, "xxh64", "\"data\""), "data.xxh64");
+  const nlohmann::json& tensors = detail::json_member(m, "tensors", "manifest");
+  MENTOR_CHECK(tensors.is_object(), "\"tensors\" must be an object, got ",
+               detail::json_kind(tensors));
+  for (const auto& [key, value] : tensors.items()) {
+    const std::string where = "tensors[\"" + key + "\"]";
+    TensorSignature signature;
+    signature.dtype =
+        detail::json_string(detail::json_member(value, "dtype", where), where + ".dtype");
+    const nlohmann::json& shape = detail::json_member(value, "shape", where);
+    MENTOR_CHECK(shape.is_array(), where, ".shape must be an array, got ",
+                 detail::json_kind(shape));
+    for (size_t i = 0; i < shape.size(); ++i)
+      signature.shape.push_back(detail::json_integer<int64_t>(
+          shape[i], mentor::detail::concat(where, ".shape[", i, "]")));
+    for (int64_t extent : signature.shape)
+      MENTOR_CHECK(extent >= 0, where, ".shape has a negative extent ", extent);
+    out.tensors.emplace(key, std::move(signature));
+  }
+  // Last, the manifest's own hash (checked after the fields so that their errors are specific).
+  const std::string recorded =
+      detail::json_string(detail::json_member(m, "manifest_xxh64", "manifest"), "manifest_xxh64");
+  std::string actual;
+  try {
+    actual = detail::manifest_hash(m);
+  } catch (const nlohmann::json::exception& error) {  // e.g. a string that is not UTF-8
+    throw Error(mentor::detail::concat("cannot be hashed (", error.what(), ")"));
+  }
+  MENTOR_CHECK(actual == recorded, "fails its own integrity check (manifest_xxh64 ", actual,
+               ", recorded ", recorded, "): it was edited or damaged after it was written");
+
+  return out;
+}
+
 // ---- writing ----------------------------------------------------------------------------------
 
 class CheckpointWriter {
@@ -225,7 +393,8 @@ class CheckpointWriter {
     for (const auto& [name, tensor] : named) add(prefix + name, *tensor);
   }
 
-  // Caller fields of the manifest (anything but "format", "version", "data", "tensors").
+  // Caller fields of the manifest (anything but "format", "version", "data", "tensors",
+  // "manifest_xxh64").
   nlohmann::json& manifest() { return manifest_; }
 
   // Writes <dir>/<stem>.safetensors, <dir>/<stem>.json and then <dir>/latest, each atomically
@@ -234,7 +403,7 @@ class CheckpointWriter {
                                bool update_latest = true) const {
     MENTOR_CHECK(!stem.empty() && stem.find('/') == std::string::npos && stem != "latest",
                  "checkpoint: invalid name \"", stem, "\"");
-    for (const char* reserved : {"format", "version", "data", "tensors"})
+    for (const char* reserved : {"format", "version", "data", "tensors", "manifest_xxh64"})
       MENTOR_CHECK(!manifest_.contains(reserved), "checkpoint: manifest field \"", reserved,
                    "\" is reserved");
     std::filesystem::create_directories(dir);
@@ -247,7 +416,7 @@ class CheckpointWriter {
     const auto mapped = io::detail::FileBytes::map_file(data.string());
     nlohmann::json manifest = manifest_.is_null() ? nlohmann::json::object() : manifest_;
     manifest["format"] = "mentor.checkpoint";
-    manifest["version"] = 1;
+    manifest["version"] = kCheckpointVersion;
     manifest["data"] = {{"file", data.filename().string()},
                         {"bytes", mapped.size()},
                         {"xxh64", hex64(xxh64(mapped.data(), mapped.size()))}};
@@ -255,6 +424,7 @@ class CheckpointWriter {
     for (const auto& [key, s] : signatures_)
       tensors[key] = {{"dtype", s.dtype}, {"shape", s.shape}};
     manifest["tensors"] = std::move(tensors);
+    manifest["manifest_xxh64"] = detail::manifest_hash(manifest);
     io::write_file_atomically(manifest_path(base).string(), manifest.dump(1) + "\n");
     if (update_latest) io::write_file_atomically((dir / "latest").string(), stem + "\n");
     return base;
@@ -368,40 +538,40 @@ class CheckpointReader {
 
   void read_manifest() {
     const auto path = manifest_path(stem_);
-    MENTOR_CHECK(std::filesystem::exists(path), "checkpoint ", stem_.string(), ": manifest ",
+    std::error_code error;
+    MENTOR_CHECK(std::filesystem::exists(path, error), "checkpoint ", stem_.string(), ": manifest ",
                  path.string(),
                  " not found (the save never completed, or this is not a checkpoint)");
+    MENTOR_CHECK(std::filesystem::is_regular_file(path, error), "checkpoint manifest ",
+                 path.string(), " is not a regular file");
     std::ifstream in(path, std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();
-    manifest_ = nlohmann::json::parse(text.str(), nullptr, false);
-    MENTOR_CHECK(!manifest_.is_discarded() && manifest_.is_object(), "checkpoint manifest ",
-                 path.string(), " is damaged or truncated (", text.str().size(),
-                 " bytes of invalid JSON)");
-    MENTOR_CHECK(manifest_.value("format", "") == "mentor.checkpoint", "checkpoint manifest ",
-                 path.string(), " is not a mentor checkpoint (format \"",
-                 manifest_.value("format", ""), "\")");
-    MENTOR_CHECK(manifest_.value("version", 0) == 1, "checkpoint manifest ", path.string(),
-                 " has version ", manifest_.value("version", 0), "; this build reads version 1");
+    MENTOR_CHECK(in.good() || in.eof(), "checkpoint manifest ", path.string(), " cannot be read");
+    CheckpointManifest parsed;
     try {
-      const auto& data = manifest_.at("data");
-      data_file_ = stem_.parent_path() / data.at("file").get<std::string>();
-      data_bytes_ = data.at("bytes").get<uint64_t>();
-      data_hash_ = data.at("xxh64").get<std::string>();
-      for (const auto& [key, value] : manifest_.at("tensors").items())
-        tensors_[key] = {value.at("dtype").get<std::string>(),
-                         value.at("shape").get<std::vector<int64_t>>()};
-    } catch (const nlohmann::json::exception& error) {
-      throw Error(mentor::detail::concat("checkpoint manifest ", path.string(),
-                                         " is damaged: ", error.what()));
+      parsed = parse_checkpoint_manifest(text.str());
+    } catch (const Error& problem) {
+      throw Error(
+          mentor::detail::concat("checkpoint manifest ", path.string(), ": ", problem.what()));
     }
+    manifest_ = std::move(parsed.json);
+    data_file_ = stem_.parent_path() / parsed.data_file;
+    data_bytes_ = parsed.data_bytes;
+    data_hash_ = std::move(parsed.data_xxh64);
+    tensors_ = std::move(parsed.tensors);
   }
 
   void verify_data() {
     const std::string data = data_file_.string();
-    MENTOR_CHECK(std::filesystem::exists(data_file_), "checkpoint ", stem_.string(), ": data file ",
-                 data, " is missing");
-    const auto size = static_cast<uint64_t>(std::filesystem::file_size(data_file_));
+    std::error_code fs_error;
+    MENTOR_CHECK(std::filesystem::exists(data_file_, fs_error), "checkpoint ", stem_.string(),
+                 ": data file ", data, " is missing");
+    MENTOR_CHECK(std::filesystem::is_regular_file(data_file_, fs_error), "checkpoint ",
+                 stem_.string(), ": data file ", data, " is not a regular file");
+    const auto size = static_cast<uint64_t>(std::filesystem::file_size(data_file_, fs_error));
+    MENTOR_CHECK(!fs_error, "checkpoint ", stem_.string(), ": cannot read the size of data file ",
+                 data, " (", fs_error.message(), ")");
     MENTOR_CHECK(size == data_bytes_, "checkpoint data ", data, " is ", size,
                  " bytes but its manifest records ", data_bytes_, ": the file is ",
                  size < data_bytes_ ? "truncated" : "damaged (extra bytes)");
@@ -447,51 +617,90 @@ class CheckpointReader {
   std::optional<io::SafeTensorsFile> file_;
 };
 
-// Complete checkpoints in `dir` (a manifest that parses, with its data file present), as stems
-// sorted by their manifest's "step" (then name). Integrity is not verified here (open() does).
+// A file in a checkpoint folder that looks like a checkpoint but cannot be used, and why.
+struct SkippedCheckpoint {
+  std::filesystem::path manifest;
+  std::string reason;
+};
+
+// Complete checkpoints in `dir` (a manifest that passes parse_checkpoint_manifest, with its data
+// file present), as stems sorted by their manifest's "step" (then name). The data itself is not
+// verified here (open() does). A bad checkpoint never stops the listing: a manifest that claims to
+// be a checkpoint (or has a .safetensors beside it) but does not validate is left out and, when
+// `skipped` is given, reported there; other .json files are not checkpoints and are ignored.
 inline std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(
-    const std::filesystem::path& dir) {
+    const std::filesystem::path& dir, std::vector<SkippedCheckpoint>* skipped = nullptr) {
   std::vector<std::pair<int64_t, std::filesystem::path>> out;
   std::error_code error;
   if (!std::filesystem::is_directory(dir, error)) return out;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    const auto& path = entry.path();
+  for (auto it = std::filesystem::directory_iterator(dir, error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    const auto& path = it->path();
     if (path.extension() != ".json") continue;
+    std::filesystem::path stem = path;
+    stem.replace_extension();
     std::ifstream in(path, std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();
-    const auto manifest = nlohmann::json::parse(text.str(), nullptr, false);
-    if (manifest.is_discarded() || !manifest.is_object() ||
-        manifest.value("format", "") != "mentor.checkpoint")
+    const std::string content = text.str();
+    const bool has_data = std::filesystem::exists(data_path(stem), error);
+    const bool claims = content.find("mentor.checkpoint") != std::string::npos;
+    if (!has_data && !claims) continue;  // somebody else's JSON file
+    std::string reason;
+    int64_t step = -1;
+    try {
+      const CheckpointManifest manifest = parse_checkpoint_manifest(content);
+      if (!has_data)
+        reason = "its data file " + data_path(stem).filename().string() + " is missing";
+      const auto found = manifest.json.find("step");
+      if (found != manifest.json.end() && found->is_number_integer())
+        step = detail::json_integer<int64_t>(*found, "step");
+    } catch (const Error& problem) {
+      reason = problem.what();
+    }
+    if (!reason.empty()) {
+      if (skipped) skipped->push_back({path, reason});
       continue;
-    std::filesystem::path stem = path;
-    stem.replace_extension();
-    if (!std::filesystem::exists(data_path(stem))) continue;
-    const auto step = manifest.contains("step") && manifest["step"].is_number_integer()
-                          ? manifest["step"].get<int64_t>()
-                          : -1;
+    }
     out.emplace_back(step, stem);
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
+struct PruneReport {
+  std::vector<std::filesystem::path> removed;  // stems
+  std::vector<SkippedCheckpoint> skipped;      // bad checkpoints, left alone
+};
+
 // Deletes all but the newest `keep_last` complete checkpoints of `dir` (never the one `latest`
 // names). The manifest goes first, so a checkpoint interrupted mid-deletion is simply incomplete.
-inline void prune_checkpoints(const std::filesystem::path& dir, int keep_last) {
-  if (keep_last <= 0) return;
+// Bad checkpoints are not counted, not deleted, and reported; a damaged `latest` stops pruning
+// (which checkpoint it meant is unknown) and is reported too.
+inline PruneReport prune_checkpoints(const std::filesystem::path& dir, int keep_last) {
+  PruneReport report;
+  if (keep_last <= 0) return report;
   std::optional<std::filesystem::path> latest;
-  if (std::filesystem::exists(dir / "latest")) latest = resolve_checkpoint(dir);
-  auto all = list_checkpoints(dir);
-  if (static_cast<int>(all.size()) <= keep_last) return;
-  all.resize(all.size() - static_cast<size_t>(keep_last));
   std::error_code error;
+  if (std::filesystem::exists(dir / "latest", error)) {
+    try {
+      latest = resolve_checkpoint(dir);
+    } catch (const Error& problem) {
+      report.skipped.push_back({dir / "latest", std::string(problem.what()) + "; nothing pruned"});
+      return report;
+    }
+  }
+  auto all = list_checkpoints(dir, &report.skipped);
+  if (static_cast<int>(all.size()) <= keep_last) return report;
+  all.resize(all.size() - static_cast<size_t>(keep_last));
   for (const auto& [step, stem] : all) {
     if (latest && std::filesystem::equivalent(manifest_path(*latest), manifest_path(stem), error))
       continue;
     std::filesystem::remove(manifest_path(stem), error);
     std::filesystem::remove(data_path(stem), error);
+    report.removed.push_back(stem);
   }
+  return report;
 }
 
 }  // namespace mentor::train

@@ -129,7 +129,7 @@ class JsonlLogger {
       nlohmann::json record = nlohmann::json::parse(texts[i], nullptr, false);
       if (record.is_discarded() || !record.is_object()) {
         if (skip_torn_last_line && i + 1 == texts.size()) break;
-        throw Error(detail::concat("JsonlLogger::read: ", path.string(), " line ", i + 1,
+        throw Error(mentor::detail::concat("JsonlLogger::read: ", path.string(), " line ", i + 1,
                                    " is not a JSON object: ", texts[i].substr(0, 80)));
       }
       lines.push_back({std::move(texts[i]), std::move(record)});

@@ -21,6 +21,7 @@
 #include <variant>
 
 #include "mentor/core/error.hpp"
+#include "mentor/io/json_config.hpp"
 
 namespace mentor::train {
 
@@ -92,15 +93,31 @@ inline nlohmann::json to_json(const LrSchedule& schedule) {
           {"floor_ratio", w.floor_ratio}};
 }
 
-inline LrSchedule schedule_from_json(const nlohmann::json& j) {
-  MENTOR_CHECK(j.is_object() && j.contains("type"), "schedule_from_json: expected an object with ",
-               "a \"type\", got ", j.dump());
-  const std::string type = j.at("type").get<std::string>();
-  if (type == "constant") return Constant{j.at("lr").get<double>()};
-  MENTOR_CHECK(type == "warmup_cosine", "schedule_from_json: unknown schedule type \"", type,
+// {"type": "constant", "lr"} or {"type": "warmup_cosine", "peak", "warmup_steps", "total_steps",
+// "floor_ratio"}: every key required, any other key an error.
+inline LrSchedule schedule_from_json(const nlohmann::json& j, const std::string& path = {}) {
+  io::JsonConfigReader r(j, "LrSchedule", path);
+  const auto type = r.read_string("type");
+  if (!type) r.fail("expected a \"type\" (constant or warmup_cosine)");
+  const auto require = [&](const char* key, auto& field) {
+    if (!r.read(key, field))
+      r.fail(mentor::detail::concat("a ", *type, " schedule needs \"", key, "\""));
+  };
+  if (*type == "constant") {
+    Constant c;
+    require("lr", c.value);
+    r.finish();
+    MENTOR_CHECK(c.value >= 0, "schedule_from_json: negative lr ", c.value);
+    return c;
+  }
+  MENTOR_CHECK(*type == "warmup_cosine", "schedule_from_json: unknown schedule type \"", *type,
                "\" (expected constant or warmup_cosine)");
-  WarmupCosine w{j.at("peak").get<double>(), j.at("warmup_steps").get<int64_t>(),
-                 j.at("total_steps").get<int64_t>(), j.at("floor_ratio").get<double>()};
+  WarmupCosine w;
+  require("peak", w.peak);
+  require("warmup_steps", w.warmup_steps);
+  require("total_steps", w.total_steps);
+  require("floor_ratio", w.floor_ratio);
+  r.finish();
   w.validate();
   return w;
 }

@@ -7,13 +7,15 @@
 // list keyed by (memory pool, stream it was allocated on, size class) instead of cudaFree, and the
 // next request of that class on that stream takes it without touching the driver. Reuse on the
 // same stream is safe without synchronisation because the stream executes in order: the new
-// owner's kernels run after the old owner's. When cudaMalloc fails the allocator frees every
-// cached block (cudaFree synchronises the device) and retries once; if that also fails it throws
+// owner's kernels run after the old owner's. When cudaMalloc fails the allocator frees the cached
+// blocks (cudaFree synchronises the device) and retries once; if that also fails it throws
 // mentor::OutOfMemoryError giving the bytes requested and the bytes free.
 //
 // CUDA graphs: while a stream is being captured (cuda::Graph) its allocations come from a private
 // pool that belongs to the graph, so the memory a captured graph reads and writes is never handed
-// to anyone else while the graph can still be replayed.
+// to anyone else while the graph can still be replayed. empty_cache() and the out-of-memory retry
+// free only the general pool's cached blocks: a live graph's cached blocks stay reserved (its
+// replays write into them) and join the general pool when the graph is destroyed.
 #include <cstddef>
 #include <cstdint>
 
@@ -34,7 +36,8 @@ struct AllocatorStats {
 
 AllocatorStats allocator_stats();
 void reset_peak_stats();
-// Returns every cached (free) block to the driver. Blocks held by tensors are untouched.
+// Returns the general pool's cached (free) blocks to the driver. Blocks held by tensors, and the
+// cached blocks of graphs still alive, are untouched.
 void empty_cache();
 // The size a request of `bytes` occupies (its size class).
 size_t allocation_size_class(size_t bytes);

@@ -18,6 +18,9 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes);
 void copy_device_to_device(void* dst, const void* src, size_t bytes);
 void synchronize();
 bool device_available();  // false when no GPU is present or the driver is missing
+// Whether the current stream is being captured into a graph (cuda::Graph): work queued now must
+// not synchronise with the host.
+bool stream_capturing();
 
 // Elementwise kernels the tensor core needs. Pointers point at the first element of each view.
 template <class T>
@@ -26,7 +29,8 @@ void fill(T* dst, int64_t n, T value);
 template <class T>
 void copy_strided(const T* src, const Strides& src_strides, T* dst, const Strides& dst_strides,
                   const Shape& shape);
-// dst[i] += src[i] over `shape`; dst strides may be 0 (broadcast reduction: accumulated atomically).
+// dst[i] += src[i] over `shape`; dst strides may be 0 (a broadcast reduction, summed in a fixed
+// order: the same bits on every run on a given device).
 template <class T>
 void add_strided(const T* src, const Strides& src_strides, T* dst, const Strides& dst_strides,
                  const Shape& shape);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ASan + UBSan over the core, ops, io, data and train tests (CI's sanitizer stage).
+# Kept lean so CI stays within its time: CUDA, examples and benchmarks off, only those test
+# programs built, -O1 -g (fast enough to run, precise enough to point at a line).
+#
+#   tools/sanitize.sh [build-dir]      default build-sanitize; MENTOR_JOBS sets the parallelism
+#
+# Exit status: non-zero when a program fails or a sanitizer reports anything (UBSan is fatal:
+# -fno-sanitize-recover; ASan aborts on the first error; LeakSanitizer fails the program at exit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-sanitize}
+jobs=${MENTOR_JOBS:-$(nproc)}
+areas=(core ops io data train)
+
+programs=()
+for area in "${areas[@]}"; do
+  for src in tests/"$area"/test_*.cpp; do
+    programs+=("$(basename "$src" .cpp)")
+  done
+done
+
+start=$SECONDS
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DMENTOR_WERROR=ON -DMENTOR_SANITIZE=ON \
+  -DMENTOR_CUDA=OFF -DMENTOR_BUILD_EXAMPLES=OFF -DMENTOR_BUILD_BENCH=OFF >/dev/null
+cmake --build "$build" -j "$jobs" --target "${programs[@]}"
+echo "sanitize: built ${#programs[@]} programs in $((SECONDS - start)) s"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+failed=()
+for p in "${programs[@]}"; do
+  t0=$SECONDS
+  # Tests find their goldens relative to the repository root, as under ctest.
+  if "$build/tests/$p" >"$build/$p.sanitize.log" 2>&1; then
+    echo "sanitize: $p ok ($((SECONDS - t0)) s)"
+  else
+    echo "sanitize: $p FAILED ($((SECONDS - t0)) s); last lines of $build/$p.sanitize.log:"
+    tail -n 40 "$build/$p.sanitize.log"
+    failed+=("$p")
+  fi
+done
+echo "sanitize: ${#programs[@]} programs, ${#failed[@]} failed, $((SECONDS - start)) s in all"
+((${#failed[@]} == 0))
