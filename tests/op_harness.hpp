@@ -28,6 +28,9 @@ Tensor<T> golden(const std::string& key, const io::SafeTensorsFile& file = op_go
   return Tensor<T>::from_vector(values, Shape(info.shape));
 }
 
+// A boolean mask stored as uint8 (0 or 1) by the golden script.
+inline Tensor<bool> golden_mask(const std::string& key) { return golden<uint8_t>(key).to<bool>(); }
+
 // Case parameters stored by the golden script as JSON in the file's metadata.
 inline std::string golden_params(const std::string& name) {
   auto it = op_goldens().metadata().find(name);
@@ -88,8 +91,8 @@ inline double check_gradients(const DoubleFn& f, std::vector<Tensor<double>> inp
 // Golden check of one op case: forward value and (for every listed input) the gradient of
 // sum(out · cot) as written by PyTorch.
 inline void check_golden_case(const std::string& name, const DoubleFn& f,
-                              const std::vector<std::string>& input_names,
-                              double fwd_tol = 1e-12, double grad_tol = 1e-10) {
+                              const std::vector<std::string>& input_names, double fwd_tol = 1e-12,
+                              double grad_tol = 1e-10) {
   std::vector<Tensor<double>> inputs;
   for (const auto& in : input_names) {
     Tensor<double> x = golden<double>(name + ".in." + in);

@@ -13,17 +13,11 @@ using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
 using mentor::test::golden;
+using mentor::test::golden_mask;
 using mentor::test::rel_error;
 using V = std::vector<Tensor<double>>;
 
 namespace {
-
-Tensor<bool> golden_mask(const std::string& key) {
-  Tensor<uint8_t> raw = golden<uint8_t>(key);
-  std::vector<bool> values;
-  for (uint8_t v : raw.to_vector()) values.push_back(v != 0);
-  return Tensor<bool>::from_vector(values, raw.shape());
-}
 
 // Independent reference by loops: mask(b, h, i, j) says whether query i attends key j.
 template <class MaskFn>

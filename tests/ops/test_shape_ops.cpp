@@ -12,12 +12,12 @@ using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
 using mentor::test::golden;
+using mentor::test::golden_mask;
 using mentor::test::op_goldens;
 using mentor::test::rel_error;
 using V = std::vector<Tensor<double>>;
 
 namespace {
-Tensor<bool> golden_mask(const std::string& key) { return golden<uint8_t>(key).to<bool>(); }
 
 // Golden check for a case with one floating input `x`-like input plus a non-floating one: forward,
 // then the gradient of sum(out * cot) for the floating inputs listed.
