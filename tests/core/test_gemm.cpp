@@ -14,6 +14,8 @@
 #include "mentor/backend/cpu/gemm.hpp"
 #include "mentor/backend/cpu/parallel.hpp"
 
+namespace test_gemm {
+
 namespace {
 
 using mentor::cpu::gemm;
@@ -303,3 +305,5 @@ TEMPLATE_TEST_CASE("gemm_batched matches per-matrix references", "[gemm]", float
     }
   }
 }
+
+}  // namespace test_gemm

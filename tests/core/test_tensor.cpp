@@ -16,6 +16,8 @@
 #include "mentor/ops/ops.hpp"
 #include "op_harness.hpp"
 
+namespace test_tensor {
+
 using namespace mentor;
 using mentor::test::check_gradients;
 using mentor::test::rel_error;
@@ -733,3 +735,5 @@ TEST_CASE("gradcheck passes a correct backward and reports the worst element of 
                         Catch::Contains("tolerances"));
   }
 }
+
+}  // namespace test_tensor

@@ -12,6 +12,8 @@
 #include "mentor/data/fashion_mnist.hpp"
 #include "mentor/data/image.hpp"
 
+namespace test_image {
+
 namespace data = mentor::data;
 using data::Image;
 using data::ImageCHW;
@@ -405,3 +407,5 @@ TEST_CASE("IDX element counts cannot wrap", "[image][idx][hostile]") {
   CHECK_THROWS_WITH(data::parse_idx(one_short, "short.idx"),
                     Catch::Contains("holds 3 data bytes, its header promises 4 (dims [2, 2])"));
 }
+
+}  // namespace test_image

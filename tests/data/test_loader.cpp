@@ -13,6 +13,8 @@
 #include "catch.hpp"
 #include "mentor/data/loader.hpp"
 
+namespace test_loader {
+
 using mentor::data::DataLoader;
 using mentor::data::Dataset;
 using mentor::data::FunctionDataset;
@@ -282,3 +284,5 @@ TEST_CASE("pad_batch pads left or right with a mask", "[loader]") {
     CHECK(padded.mask == std::vector<uint8_t>{0, 1, 1, 1});
   }
 }
+
+}  // namespace test_loader

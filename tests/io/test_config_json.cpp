@@ -24,6 +24,8 @@
 #include "mentor/train/schedule.hpp"
 #include "mentor/train/trainer.hpp"
 
+namespace test_config_json {
+
 using namespace mentor;
 using namespace mentor::models;
 using nlohmann::json;
@@ -457,3 +459,5 @@ TEST_CASE("describe_json is bounded and flat", "[config][json]") {
   const std::string text = std::string(59, 'a') + "\xc3\xa9" + "tail";
   CHECK(has(io::describe_json(json(text)), "... (65 bytes)"));
 }
+
+}  // namespace test_config_json

@@ -24,6 +24,8 @@
 #include "mentor/io/safetensors.hpp"
 #include "mentor/io/state_dict.hpp"
 
+namespace test_safetensors {
+
 namespace fs = std::filesystem;
 using mentor::io::SafeTensorsFile;
 using mentor::io::SafeTensorsWriter;
@@ -330,7 +332,8 @@ TEST_CASE("an opened file stays valid when moved", "[safetensors]") {
 // Required (tests/fixture_files.hpp): a missing file fails; MENTOR_FIXTURES=skip skips.
 TEST_CASE("reads the upstream LlamaGen VQ fixture", "[safetensors][fixture]") {
   MENTOR_FIXTURE_TEST_OR_SKIP();
-  const std::string path = mentor::test::fixture_file("upstream", "llamagen_vq_s0.safetensors").string();
+  const std::string path =
+      mentor::test::fixture_file("upstream", "llamagen_vq_s0.safetensors").string();
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   // Shapes from the fixture README.
   CHECK(file.info("in.image").shape == std::vector<int64_t>{2, 3, 16, 16});
@@ -795,3 +798,5 @@ TEST_CASE("atomic write failures name the path and leave nothing behind", "[safe
   CHECK(fs::is_directory(directory_target + "/inside"));
   CHECK(dir.entries() == std::vector<std::string>{"occupied"});
 }
+
+}  // namespace test_safetensors

@@ -9,6 +9,8 @@
 
 #include "op_harness.hpp"
 
+namespace test_attention {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -231,3 +233,5 @@ TEST_CASE("attention rejects bad shapes and masks, naming the op and the shapes"
       scaled_dot_product_attention(Tensor<float>::zeros({4, 5, 8}), kv, kv),
       Catch::Contains("scaled_dot_product_attention") && Catch::Contains("[4, 5, 8]"));
 }
+
+}  // namespace test_attention

@@ -9,6 +9,8 @@
 #include "mentor/ops/elementwise.hpp"
 #include "op_harness.hpp"
 
+namespace test_conv {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -248,3 +250,5 @@ TEST_CASE("conv2d, pad2d and upsample reject bad shapes, naming them", "[ops][co
   REQUIRE_THROWS_WITH(upsample_nearest2x(Tensor<float>::zeros({4})),
                       Catch::Contains("upsample_nearest2x") && Catch::Contains("[4]"));
 }
+
+}  // namespace test_conv

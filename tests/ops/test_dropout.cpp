@@ -7,6 +7,8 @@
 #include "mentor/ops/dropout.hpp"
 #include "op_harness.hpp"
 
+namespace test_dropout {
+
 using namespace mentor;
 using mentor::test::check_gradients;
 using V = std::vector<Tensor<double>>;
@@ -117,3 +119,5 @@ TEST_CASE("dropout rejects a probability outside [0, 1]", "[ops][dropout][errors
                                                        Catch::Contains("-0.1") &&
                                                        Catch::Contains("[2, 3]"));
 }
+
+}  // namespace test_dropout

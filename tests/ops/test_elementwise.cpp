@@ -2,6 +2,8 @@
 #include "mentor/ops/elementwise.hpp"
 #include "op_harness.hpp"
 
+namespace test_elementwise {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -20,16 +22,20 @@ TEST_CASE("binary ops gradients match finite differences", "[ops][elementwise][g
   Generator gen(3);
   auto a = Tensor<double>::randn({2, 3, 4}, gen);
   auto b = Tensor<double>::rand({3, 1}, gen, 0.5f, 2.0f);
-  check_gradients([](const V& x) { return (x[0] * x[1] - x[0] / x[1] + x[1]) * 1.5 - 2.0; }, {a, b});
+  check_gradients([](const V& x) { return (x[0] * x[1] - x[0] / x[1] + x[1]) * 1.5 - 2.0; },
+                  {a, b});
   // A non-contiguous operand exercises the strided kernel.
-  check_gradients([](const V& x) { return x[0].transpose(0, 2) * x[1]; }, {a, Tensor<double>::randn({3, 2}, gen)});
+  check_gradients([](const V& x) { return x[0].transpose(0, 2) * x[1]; },
+                  {a, Tensor<double>::randn({3, 2}, gen)});
 }
 
-TEST_CASE("binary ops reject shapes that do not broadcast, naming both", "[ops][elementwise][errors]") {
+TEST_CASE("binary ops reject shapes that do not broadcast, naming both",
+          "[ops][elementwise][errors]") {
   auto a = Tensor<float>::zeros({2, 3});
   auto b = Tensor<float>::zeros({4});
   REQUIRE_THROWS_AS(a + b, ShapeError);
-  REQUIRE_THROWS_WITH(a * b, Catch::Contains("mul") && Catch::Contains("[2, 3]") && Catch::Contains("[4]"));
+  REQUIRE_THROWS_WITH(
+      a * b, Catch::Contains("mul") && Catch::Contains("[2, 3]") && Catch::Contains("[4]"));
 }
 
 TEST_CASE("bf16 arithmetic accumulates in float and rounds once", "[ops][elementwise][bf16]") {
@@ -40,3 +46,5 @@ TEST_CASE("bf16 arithmetic accumulates in float and rounds once", "[ops][element
   CHECK(c[1] == 3.0f);
   CHECK(std::abs(c[2] - 1.0f) <= 1.0f / 128);
 }
+
+}  // namespace test_elementwise

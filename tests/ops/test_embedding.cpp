@@ -4,6 +4,8 @@
 
 #include "op_harness.hpp"
 
+namespace test_embedding {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -65,3 +67,5 @@ TEST_CASE("embedding rejects out-of-range ids and bad tables", "[ops][embedding]
   REQUIRE_THROWS_WITH(embedding(Tensor<float>::zeros({10}), Tensor<int64_t>::from_vector({1})),
                       Catch::Contains("embedding") && Catch::Contains("[10]"));
 }
+
+}  // namespace test_embedding

@@ -6,6 +6,8 @@
 #include "mentor/ops/loss.hpp"
 #include "op_harness.hpp"
 
+namespace test_loss {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -206,3 +208,5 @@ TEST_CASE("cross_entropy throughput on [4096, 16384] float logits", "[.perf]") {
                   << std::chrono::duration<double>(t2 - t1).count() << " s, threads "
                   << cpu::num_threads());
 }
+
+}  // namespace test_loss

@@ -5,6 +5,8 @@
 
 #include "op_harness.hpp"
 
+namespace test_matmul {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -160,3 +162,5 @@ TEST_CASE("matmul and linear reject bad shapes, naming the op and both shapes",
       linear(a, Tensor<float>::zeros({5, 4}), Tensor<float>::zeros({4})),
       Catch::Contains("linear") && Catch::Contains("bias") && Catch::Contains("[4]"));
 }
+
+}  // namespace test_matmul

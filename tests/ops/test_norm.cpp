@@ -5,6 +5,8 @@
 
 #include "op_harness.hpp"
 
+namespace test_norm {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -115,3 +117,5 @@ TEST_CASE("norms reject bad shapes, naming the op and the shapes", "[ops][norm][
       group_norm(Tensor<float>::zeros({2, 6, 4}), 3, Tensor<float>::ones({3}), Tensor<float>()),
       Catch::Contains("group_norm") && Catch::Contains("weight") && Catch::Contains("[3]"));
 }
+
+}  // namespace test_norm

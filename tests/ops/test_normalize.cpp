@@ -5,6 +5,8 @@
 #include "mentor/ops/normalize.hpp"
 #include "op_harness.hpp"
 
+namespace test_normalize {
+
 using namespace mentor;
 using mentor::test::check_gradients;
 using mentor::test::golden;
@@ -67,3 +69,5 @@ TEST_CASE("l2_normalize rejects a bad dimension, naming the op", "[ops][normaliz
   REQUIRE_THROWS_WITH(l2_normalize(x, -3),
                       Catch::Contains("l2_normalize") && Catch::Contains("-3"));
 }
+
+}  // namespace test_normalize

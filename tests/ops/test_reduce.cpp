@@ -6,6 +6,8 @@
 #include "mentor/ops/reduce.hpp"
 #include "op_harness.hpp"
 
+namespace test_reduce {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -165,3 +167,5 @@ TEST_CASE("reductions reject bad dimensions and k, naming the op and shape",
   REQUIRE_THROWS_WITH(argmax(empty, 1), Catch::Contains("argmax") && Catch::Contains("[2, 0]"));
   CHECK(sum(empty, 1).to_vector() == std::vector<float>{0, 0});
 }
+
+}  // namespace test_reduce

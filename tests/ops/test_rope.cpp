@@ -5,6 +5,8 @@
 
 #include "op_harness.hpp"
 
+namespace test_rope {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -98,3 +100,5 @@ TEST_CASE("rope rejects bad shapes, naming the op and the shapes", "[ops][rope][
   REQUIRE_THROWS_WITH(rope_2d_table<CPU>(4, 6, 0, RopePrefix::Zero),
                       Catch::Contains("rope_2d_table") && Catch::Contains("6"));
 }
+
+}  // namespace test_rope

@@ -8,6 +8,8 @@
 #include "mentor/ops/shape_ops.hpp"
 #include "op_harness.hpp"
 
+namespace test_shape_ops {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -254,3 +256,5 @@ TEST_CASE("shape ops reject bad shapes and indices, naming them", "[ops][shape][
                                                                       Catch::Contains("[4]") &&
                                                                       Catch::Contains("[2, 3]"));
 }
+
+}  // namespace test_shape_ops

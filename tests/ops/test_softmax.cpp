@@ -6,6 +6,8 @@
 #include "mentor/ops/softmax.hpp"
 #include "op_harness.hpp"
 
+namespace test_softmax {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -106,3 +108,5 @@ TEST_CASE("softmax rejects a bad dimension, naming the op", "[ops][softmax][erro
   REQUIRE_THROWS_WITH(softmax(x, 2), Catch::Contains("softmax") && Catch::Contains("rank 2"));
   REQUIRE_THROWS_WITH(log_softmax(x, -3), Catch::Contains("log_softmax"));
 }
+
+}  // namespace test_softmax

@@ -8,6 +8,8 @@
 #include "mentor/ops/unary.hpp"
 #include "op_harness.hpp"
 
+namespace test_unary {
+
 using namespace mentor;
 using mentor::test::check_golden_case;
 using mentor::test::check_gradients;
@@ -171,3 +173,5 @@ TEST_CASE("the vectorisable float exp is accurate and handles the edges", "[ops]
   CHECK(s[0] == 0.0f);
   CHECK(s[1] == 1.0f);
 }
+
+}  // namespace test_unary

@@ -14,6 +14,8 @@
 #include "mentor/train/clip.hpp"
 #include "mentor/train/trainer.hpp"
 
+namespace test_accumulate {
+
 using namespace mentor;
 
 namespace {
@@ -185,3 +187,5 @@ TEST_CASE("Trainer::step rejects losses it cannot train on", "[accumulate]") {
   CHECK(net2.fc1.weight.to_vector() == before);
   CHECK(!net2.fc1.weight.grad().defined());
 }
+
+}  // namespace test_accumulate

@@ -22,6 +22,8 @@
 #include "mentor/train/trainer.hpp"
 #include "tiny_mentor.hpp"
 
+namespace test_checkpoint {
+
 using namespace mentor;
 namespace fs = std::filesystem;
 
@@ -725,3 +727,5 @@ TEST_CASE("load_for_inference: one call from a trainer checkpoint to an eval-mod
         Catch::Contains("does not hold this architecture") && Catch::Contains("layers.2."));
   }
 }
+
+}  // namespace test_checkpoint

@@ -13,6 +13,8 @@
 #include "mentor/ops/ops.hpp"
 #include "mentor/train/trainer.hpp"
 
+namespace test_freeze {
+
 using namespace mentor;
 namespace fs = std::filesystem;
 
@@ -217,3 +219,5 @@ TEST_CASE("stage 1 checkpoint -> stage 2: weights carry over, the optimizer star
   CHECK(bytes_of(stage2.multimodal_encoder.vision_tower.proj.weight) ==
         bytes_of(stage1.multimodal_encoder.vision_tower.proj.weight));
 }
+
+}  // namespace test_freeze

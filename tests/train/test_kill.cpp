@@ -31,6 +31,8 @@
 #include "mentor/train/trainer.hpp"
 #include "tiny_mentor.hpp"
 
+namespace test_kill {
+
 using namespace mentor;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -361,3 +363,5 @@ TEST_CASE("the kill test fails when the model's generators are left out of the c
   REQUIRE(actual.size() == expected.size());
   CHECK(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)) != 0);
 }
+
+}  // namespace test_kill

@@ -12,6 +12,8 @@
 #include "mentor/train/jsonl.hpp"
 #include "mentor/train/progress.hpp"
 
+namespace test_logging {
+
 using mentor::train::JsonlLogger;
 using mentor::train::ProgressBar;
 using mentor::train::ProgressFields;
@@ -230,3 +232,5 @@ TEST_CASE("JSONL errors name the file", "[jsonl]") {
   CHECK_THROWS_WITH(JsonlLogger("/nonexistent-dir/metrics.jsonl"),
                     Catch::Contains("/nonexistent-dir/metrics.jsonl"));
 }
+
+}  // namespace test_logging

@@ -20,6 +20,8 @@
 #include "mentor/train/schedule.hpp"
 #include "mentor/train/trainer.hpp"
 
+namespace test_optim {
+
 using namespace mentor;
 
 namespace {
@@ -315,3 +317,5 @@ TEST_CASE("TrainerOptions: MENTOR presets and JSON round trip", "[optim][options
   CHECK_THROWS_WITH(train::TrainerOptions::from_json({{"optimizer", "sgd"}}),
                     Catch::Contains("unknown optimizer \"sgd\""));
 }
+
+}  // namespace test_optim

@@ -19,6 +19,8 @@
 #include "mentor/train/trainer.hpp"
 #include "tiny_mentor.hpp"
 
+namespace test_resume {
+
 using namespace mentor;
 namespace fs = std::filesystem;
 
@@ -379,3 +381,5 @@ TEST_CASE("the MentorModel resume test fails when the model's generators are lef
                     Catch::Contains("the model's random generators were not saved"));
   CHECK(strict.trainer->load(dir, train::LoadMode::weights_only).step == 3);
 }
+
+}  // namespace test_resume
