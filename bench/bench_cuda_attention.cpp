@@ -14,9 +14,9 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/stream.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/attention.hpp"
 

@@ -13,9 +13,9 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/stream.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/loss.hpp"
 #include "mentor/ops/norm.hpp"

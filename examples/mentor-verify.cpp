@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "mentor/models/verify_all.hpp"
+#include "verify/verify_all.hpp"
 
 namespace fs = std::filesystem;
 using namespace mentor;
@@ -46,16 +46,16 @@ int main(int argc, char** argv) {
   int failed = 0;
   for (const auto& file : files) {
     try {
-      nlohmann::json configs = models::load_fixture_configs(file.parent_path());
-      models::VerifyReport report;
+      nlohmann::json configs = verify::load_fixture_configs(file.parent_path());
+      verify::VerifyReport report;
       if (device == "cpu" && dtype == "float32")
-        report = models::verify_fixture<float, CPU>(file, configs);
+        report = verify::verify_fixture<float, CPU>(file, configs);
       else if (device == "cpu")
-        report = models::verify_fixture<bf16, CPU>(file, configs);
+        report = verify::verify_fixture<bf16, CPU>(file, configs);
       else if (dtype == "float32")
-        report = models::verify_fixture<float, CUDA>(file, configs);
+        report = verify::verify_fixture<float, CUDA>(file, configs);
       else
-        report = models::verify_fixture<bf16, CUDA>(file, configs);
+        report = verify::verify_fixture<bf16, CUDA>(file, configs);
       report.print(std::cout);
       failed += !report.pass();
     } catch (const std::exception& e) {

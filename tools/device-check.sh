@@ -109,7 +109,7 @@ CUDA_TESTS=(test_cuda_runtime test_cuda_ops test_cuda_nn test_cuda_fused test_cu
 BENCHES=(bench_cuda_gemm bench_cuda_attention bench_cuda_norm)
 CONFIGURE=(cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
   -DCMAKE_CUDA_COMPILER="$CUDA_COMPILER" -DCMAKE_CUDA_ARCHITECTURES=90 -DMENTOR_CUDA=ON
-  -DMENTOR_WERROR=OFF -DMENTOR_EXTRA_INCLUDE="$CARRY/include")
+  -DMENTOR_WERROR=OFF -DMENTOR_TEST_PROGRAMS=file -DMENTOR_EXTRA_INCLUDE="$CARRY/include")
 
 stage1() {
   echo "stage 1 (budget 480 s): build what needs the GPU, CUDA tests, mentor-verify, memcheck"

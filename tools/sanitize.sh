@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ASan + UBSan over the core, ops, io, data and train tests (CI's sanitizer stage).
 # Kept lean so CI stays within its time: CUDA, examples and benchmarks off, and the tests built as
-# one unity program per folder (tests_<folder>, tests/CMakeLists.txt), since compiling Eigen and
-# the templates once per file was most of this stage. -Og -g1: fast enough to run, and line tables
+# one unity program per folder (tests_<folder>, the default of tests/CMakeLists.txt), since
+# compiling Eigen and the templates once per file was most of this stage. -Og -g1: fast enough to run, and line tables
 # to point at a line.
 #
 #   tools/sanitize.sh [build-dir]      default build-sanitize; MENTOR_JOBS sets the parallelism
@@ -20,7 +20,7 @@ start=$SECONDS
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-Og -g1" -DMENTOR_WERROR=ON -DMENTOR_SANITIZE=ON \
   -DMENTOR_CUDA=OFF -DMENTOR_BUILD_EXAMPLES=OFF -DMENTOR_BUILD_BENCH=OFF \
-  -DMENTOR_TEST_FOLDER_PROGRAMS=ON >/dev/null
+  -DMENTOR_TEST_PROGRAMS=folder >/dev/null
 cmake --build "$build" -j "$jobs" --target "${programs[@]}" sanitize_canary
 echo "sanitize: built ${#programs[@]} programs in $((SECONDS - start)) s"
 

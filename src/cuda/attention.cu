@@ -4,11 +4,6 @@
 // pairs, the scores of all query heads sharing the kv head are one batched cuBLASLt GEMM into
 // float, a row kernel applies the mask and the softmax, and a second GEMM multiplies by V. The
 // chunk is sized so the score buffers stay under a fixed budget.
-//
-// The op header pulls in the CPU backend's Eigen; keep Eigen host-only in this translation unit.
-#ifndef EIGEN_NO_CUDA
-#define EIGEN_NO_CUDA
-#endif
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -16,12 +11,12 @@
 #include <initializer_list>
 #include <vector>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
-#include "mentor/ops/attention.hpp"
+#include "mentor/backend/launch/attention.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor {
 

@@ -2,12 +2,6 @@
 // unless TF32 is allowed, bf16 on the tensor cores with float accumulation), bias and its gradient
 // and nearest-neighbour 2x upsampling with own kernels. Without cuDNN (MENTOR_WITH_CUDNN=0) the
 // three cuDNN launchers throw a clear error; the rest of the file is unchanged.
-//
-// The op header (for Conv2dGeometry and the declarations) pulls in the CPU backend's Eigen; keep
-// Eigen host-only in this translation unit.
-#ifndef EIGEN_NO_CUDA
-#define EIGEN_NO_CUDA
-#endif
 #include <cuda_runtime.h>
 #if MENTOR_WITH_CUDNN
 #include <cudnn.h>
@@ -18,11 +12,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
-#include "mentor/ops/conv.hpp"
+#include "mentor/backend/launch/conv.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor {
 

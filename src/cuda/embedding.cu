@@ -4,13 +4,13 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/kernels/atomics.cuh"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/backend/launch/dropout.hpp"
+#include "mentor/backend/launch/embedding.hpp"
+#include "mentor/backend/launch/rope.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/core/random.hpp"
-#include "mentor/ops/dropout.hpp"
-#include "mentor/ops/embedding.hpp"
-#include "mentor/ops/rope.hpp"
 
 namespace mentor {
 

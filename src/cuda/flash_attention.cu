@@ -6,10 +6,10 @@
 #include <cmath>
 #include <vector>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/flash_attention.cuh"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor::cuda {
 

@@ -8,9 +8,9 @@
 #include <memory>
 #include <vector>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor::cuda {
 

@@ -1,11 +1,7 @@
 // GEMM through cuBLASLt (gemm.hpp). Row-major products are computed as the column-major product
 // C^T = op(B)^T · op(A)^T, which is the same memory. Plans (descriptors + the heuristic's
 // algorithm) are cached per shape, layout, alignment and stream-independent settings, so a training
-// step pays the heuristic once per distinct GEMM. The op header (for its declarations) pulls in the
-// CPU backend's Eigen; keep Eigen host-only.
-#ifndef EIGEN_NO_CUDA
-#define EIGEN_NO_CUDA
-#endif
+// step pays the heuristic once per distinct GEMM.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -15,11 +11,11 @@
 #include <unordered_map>
 
 #include "mentor/backend/cuda/allocator.hpp"
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
-#include "mentor/ops/matmul.hpp"
+#include "mentor/backend/launch/matmul.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor::cuda {
 

@@ -7,11 +7,11 @@
 #include <cmath>
 #include <cstdint>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
-#include "mentor/ops/loss.hpp"
+#include "mentor/backend/launch/loss.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor {
 

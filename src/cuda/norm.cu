@@ -6,10 +6,10 @@
 #include <initializer_list>
 #include <memory>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/norm.cuh"
-#include "mentor/ops/norm.hpp"
+#include "mentor/backend/launch/norm.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor {
 

@@ -8,10 +8,10 @@
 #include <cstdint>
 #include <memory>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
-#include "mentor/ops/reduce.hpp"
+#include "mentor/backend/launch/reduce.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor {
 

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "mentor/backend/cuda/allocator.hpp"
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/graph.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/stream.hpp"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor::cuda {
 

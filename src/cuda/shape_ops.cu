@@ -8,7 +8,7 @@
 #include "mentor/backend/cuda/kernels/atomics.cuh"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/strided.cuh"
-#include "mentor/ops/shape_ops.hpp"
+#include "mentor/backend/launch/shape_ops.hpp"
 
 namespace mentor {
 

@@ -4,8 +4,8 @@
 
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
-#include "mentor/ops/normalize.hpp"
-#include "mentor/ops/softmax.hpp"
+#include "mentor/backend/launch/normalize.hpp"
+#include "mentor/backend/launch/softmax.hpp"
 
 namespace mentor {
 

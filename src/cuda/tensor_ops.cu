@@ -9,10 +9,10 @@
 #include <cstring>
 #include <type_traits>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/strided.cuh"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/core/dtype.hpp"
 #include "mentor/core/random.hpp"
 

@@ -16,18 +16,13 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/fused.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/ops/ops.hpp"
 #include "op_harness.hpp"
+#include "require_gpu.hpp"
 
-#define MENTOR_REQUIRE_GPU()                                            \
-  do {                                                                  \
-    if (!::mentor::cuda::device_available()) {                          \
-      WARN("no CUDA device (or driver) on this machine: test skipped"); \
-      return;                                                           \
-    }                                                                   \
-  } while (0)
+namespace test_cuda_fused {
 
 using namespace mentor;
 
@@ -301,3 +296,5 @@ TEST_CASE("cuda fused: flash attention with left padding and a query offset", "[
     CHECK(err(dv, vf.grad()) <= 1e-2);
   }
 }
+
+}  // namespace test_cuda_fused

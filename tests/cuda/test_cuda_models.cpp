@@ -13,18 +13,13 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "mentor/backend/cuda/api.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/generate/greedy.hpp"
 #include "mentor/models/mentor.hpp"
 #include "op_harness.hpp"
+#include "require_gpu.hpp"
 
-#define MENTOR_REQUIRE_GPU()                                            \
-  do {                                                                  \
-    if (!::mentor::cuda::device_available()) {                          \
-      WARN("no CUDA device (or driver) on this machine: test skipped"); \
-      return;                                                           \
-    }                                                                   \
-  } while (0)
+namespace test_cuda_models {
 
 using namespace mentor;
 using namespace mentor::models;
@@ -217,3 +212,5 @@ TEST_CASE("cuda models: the VQ tokenizer encodes and decodes as on the CPU", "[c
   CHECK(test::rel_error(decoded_gpu, decoded) <= kForwardTolerance);
 #endif
 }
+
+}  // namespace test_cuda_models

@@ -18,18 +18,13 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/ops/ops.hpp"
 #include "op_harness.hpp"
+#include "require_gpu.hpp"
 
-#define MENTOR_REQUIRE_GPU()                                            \
-  do {                                                                  \
-    if (!::mentor::cuda::device_available()) {                          \
-      WARN("no CUDA device (or driver) on this machine: test skipped"); \
-      return;                                                           \
-    }                                                                   \
-  } while (0)
+namespace test_cuda_nn {
 
 using namespace mentor;
 
@@ -270,3 +265,5 @@ TEST_CASE("cuda nn: attention, flash kernels (bf16, head dim 64 and 128)", "[cud
     });
   }
 }
+
+}  // namespace test_cuda_nn

@@ -19,17 +19,12 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "mentor/backend/cuda/api.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/ops/ops.hpp"
 #include "op_harness.hpp"
+#include "require_gpu.hpp"
 
-#define MENTOR_REQUIRE_GPU()                                            \
-  do {                                                                  \
-    if (!::mentor::cuda::device_available()) {                          \
-      WARN("no CUDA device (or driver) on this machine: test skipped"); \
-      return;                                                           \
-    }                                                                   \
-  } while (0)
+namespace test_cuda_ops {
 
 using namespace mentor;
 
@@ -369,3 +364,5 @@ TEMPLATE_TEST_CASE("cuda ops: rope", "[cuda][ops]", float, bf16) {
                return mentor::apply_rope(in[0], t.template on<D>().narrow(0, 5, 4));
              });
 }
+
+}  // namespace test_cuda_ops

@@ -17,22 +17,17 @@
 
 #include "catch.hpp"
 #include "mentor/backend/cuda/allocator.hpp"
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/graph.hpp"
 #include "mentor/backend/cuda/stream.hpp"
+#include "mentor/core/cuda_api.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/elementwise.hpp"
 #include "mentor/ops/embedding.hpp"
 #include "op_harness.hpp"
+#include "require_gpu.hpp"
 
-#define MENTOR_REQUIRE_GPU()                                            \
-  do {                                                                  \
-    if (!::mentor::cuda::device_available()) {                          \
-      WARN("no CUDA device (or driver) on this machine: test skipped"); \
-      return;                                                           \
-    }                                                                   \
-  } while (0)
+namespace test_cuda_runtime {
 
 using namespace mentor;
 
@@ -434,3 +429,5 @@ TEST_CASE("cuda: an embedding lookup is captured into a graph and replays on new
     CHECK(rows.to<CPU>().to_vector() == mentor::embedding(table, next_cpu).to_vector());
   }
 }
+
+}  // namespace test_cuda_runtime

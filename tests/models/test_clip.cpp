@@ -11,10 +11,13 @@
 #include "catch.hpp"
 #include "fixture_files.hpp"
 #include "mentor/models/clip.hpp"
-#include "mentor/models/verify_clip.hpp"
+#include "verify/verify_clip.hpp"
+
+namespace test_clip {
 
 using namespace mentor;
 using namespace mentor::models;
+using namespace mentor::verify;
 
 namespace {
 
@@ -165,3 +168,5 @@ TEST_CASE("CLIP config and input errors", "[clip][errors]") {
                     has_text("pixel_values [1, 3, 16, 16]"));
   CHECK_THROWS_WITH(clip(Tensor<float>::zeros({1, 1, 12, 12})), has_text("[1, 1, 12, 12]"));
 }
+
+}  // namespace test_clip

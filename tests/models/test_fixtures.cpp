@@ -16,7 +16,9 @@
 
 #include "catch.hpp"
 #include "fixture_files.hpp"
-#include "mentor/models/verify_all.hpp"
+#include "verify/verify_all.hpp"
+
+namespace test_fixtures {
 
 namespace fs = std::filesystem;
 using namespace mentor;
@@ -29,7 +31,7 @@ auto has_text(const std::string& text) { return Catch::Matchers::ContainsSubstri
 auto has_text(const std::string& text) { return Catch::Contains(text); }
 #endif
 
-std::string printed(const models::VerifyReport& report) {
+std::string printed(const verify::VerifyReport& report) {
   std::ostringstream text;
   report.print(text);
   return text.str();
@@ -118,7 +120,7 @@ TEST_CASE("a missing fixture folder or file fails instead of skipping", "[models
 TEST_CASE("every upstream fixture file verifies on the CPU in float32", "[models][fixtures]") {
   MENTOR_FIXTURE_TEST_OR_SKIP();
   const fs::path dir = test::fixtures_dir("upstream");
-  nlohmann::json configs = models::load_fixture_configs(dir);
+  nlohmann::json configs = verify::load_fixture_configs(dir);
   // Every listed file (fixtures_dir checked that they exist) and any other one in the folder.
   std::set<fs::path> files;
   for (const auto& name : listed_safetensors(test::required_upstream_fixtures()))
@@ -126,7 +128,7 @@ TEST_CASE("every upstream fixture file verifies on the CPU in float32", "[models
   for (const auto& entry : fs::directory_iterator(dir))
     if (entry.path().extension() == ".safetensors") files.insert(entry.path());
   for (const fs::path& path : files) {
-    models::VerifyReport report = models::verify_fixture<float, CPU>(path, configs);
+    verify::VerifyReport report = verify::verify_fixture<float, CPU>(path, configs);
     INFO(printed(report));
     CHECK(report.pass());
     CHECK(report.comparisons.size() > 3);
@@ -137,9 +139,9 @@ TEST_CASE("the MENTOR composition verifies against MENTOR's own code (float32)",
           "[models][fixtures][mentor]") {
   MENTOR_FIXTURE_TEST_OR_SKIP();
   const fs::path dir = test::fixtures_dir("mentor");
-  nlohmann::json configs = models::load_fixture_configs(dir);
-  models::VerifyReport report =
-      models::verify_fixture<float, CPU>(dir / "mentor_mm_s0.safetensors", configs);
+  nlohmann::json configs = verify::load_fixture_configs(dir);
+  verify::VerifyReport report =
+      verify::verify_fixture<float, CPU>(dir / "mentor_mm_s0.safetensors", configs);
   std::cout << printed(report);
   INFO(printed(report));
   for (const auto& c : report.comparisons) {
@@ -174,8 +176,8 @@ TEST_CASE("the MENTOR composition, the GPT, T5 and CLIP verify in bf16 on the CP
       {"upstream", "hf_clipvis_s0.safetensors"}};
   for (const auto& [set, name] : files) {
     const fs::path dir = test::fixtures_dir(set);
-    models::VerifyReport report =
-        models::verify_fixture<bf16, CPU>(dir / name, models::load_fixture_configs(dir));
+    verify::VerifyReport report =
+        verify::verify_fixture<bf16, CPU>(dir / name, verify::load_fixture_configs(dir));
     std::cout << printed(report);
     INFO(printed(report));
     CHECK(report.pass());
@@ -193,10 +195,10 @@ TEST_CASE("verifiers fail on a file key they did not compare or use", "[models][
   writer.write(path.string());
   const io::SafeTensorsFile file = io::SafeTensorsFile::open(path.string());
 
-  models::VerifyReport report;
+  verify::VerifyReport report;
   report.comparisons.push_back({"out.y", 0, 1e-5, false});
   report.comparisons.push_back({"grad.weight (~0: error / |all grads|)", 0, 1e-6, false});
-  models::check_coverage(report, file);
+  verify::check_coverage(report, file);
   REQUIRE_FALSE(report.pass());
   std::vector<std::string> unchecked;
   for (const auto& c : report.comparisons)
@@ -207,7 +209,7 @@ TEST_CASE("verifiers fail on a file key they did not compare or use", "[models][
   report.comparisons.resize(2);
   report.inputs_used.push_back("in.x");
   report.not_compared.emplace_back("grad1.weight", "a reason");
-  models::check_coverage(report, file);
+  verify::check_coverage(report, file);
   CHECK(report.pass());
   fs::remove(path);
 }
@@ -232,7 +234,7 @@ TEST_CASE("the <image> splice: mentor's error and upstream's cross-sample trunca
 
   // The full prompts reproduce the fixture's splice exactly.
   const Tensor<int64_t> full = Tensor<int64_t>::from_vector(ids, Shape{2, length});
-  CHECK(models::relative_error(models::splice_image_features(embeds, full, projected, image_token),
+  CHECK(verify::relative_error(models::splice_image_features(embeds, full, projected, image_token),
                                embeds) == 0);
 
   std::vector<int64_t> sample0;
@@ -280,24 +282,26 @@ TEST_CASE("the mentor fixture's configuration comes from configs.json",
           "[models][fixtures][mentor]") {
   MENTOR_FIXTURE_TEST_OR_SKIP();
   nlohmann::json j = test::fixture_config("mentor", "mentor_mm");
-  models::MentorConfig c = models::mentor_fixture_config(j);
+  models::MentorConfig c = verify::mentor_fixture_config(j);
   CHECK(c.gpt.cls_token_num == j.at("gpt").at("cls_token_num").get<int64_t>());
   CHECK(c.encoder.image_token_id == 100);
   CHECK(c.encoder.text.d_model == 32);
   CHECK(c.gpt.caption_dim == 32);
   // A changed entry is used, not ignored; an inconsistent one is an error naming the key.
   j["gpt"]["cls_token_num"] = 64;
-  CHECK(models::mentor_fixture_config(j).gpt.cls_token_num == 64);
+  CHECK(verify::mentor_fixture_config(j).gpt.cls_token_num == 64);
   j["gpt"].erase("rope_prefix");
-  CHECK_THROWS_WITH(models::mentor_fixture_config(j), has_text("'rope_prefix'"));
+  CHECK_THROWS_WITH(verify::mentor_fixture_config(j), has_text("'rope_prefix'"));
 }
 
 TEST_CASE("mentor-verify's dispatch names what it cannot verify", "[models][fixtures][errors]") {
   nlohmann::json configs = {{"llamagen_gpt_c2i", nlohmann::json::object()}};
-  REQUIRE(models::fixture_config_key("llamagen_gpt_c2i_s12.safetensors") == "llamagen_gpt_c2i");
-  REQUIRE(models::fixture_config_key("mentor_mm_s3.safetensors") == "mentor_mm");
+  REQUIRE(verify::fixture_config_key("llamagen_gpt_c2i_s12.safetensors") == "llamagen_gpt_c2i");
+  REQUIRE(verify::fixture_config_key("mentor_mm_s3.safetensors") == "mentor_mm");
   auto verify_unknown = [&] {
-    return models::verify_fixture<float, CPU>("unknown_model_s0.safetensors", configs);
+    return verify::verify_fixture<float, CPU>("unknown_model_s0.safetensors", configs);
   };
   REQUIRE_THROWS_WITH(verify_unknown(), has_text("unknown_model"));
 }
+
+}  // namespace test_fixtures

@@ -15,10 +15,13 @@
 #include "mentor/generate/greedy.hpp"
 #include "mentor/models/gpt.hpp"
 #include "mentor/models/multimodal_encoder.hpp"
-#include "mentor/models/verify_gpt.hpp"
+#include "verify/verify_gpt.hpp"
+
+namespace test_gpt {
 
 using namespace mentor;
 using namespace mentor::models;
+using namespace mentor::verify;
 
 namespace {
 
@@ -628,3 +631,5 @@ TEST_CASE("generate_greedy: messages show the caller's batch; a failure leaves n
     CHECK(model.cache_capacity() == 0);
   }
 }
+
+}  // namespace test_gpt

@@ -14,6 +14,8 @@
 #include "mentor/models/mentor.hpp"
 #include "mentor/ops/reduce.hpp"
 
+namespace test_mentor_model {
+
 using namespace mentor;
 using namespace mentor::models;
 
@@ -393,3 +395,5 @@ TEST_CASE("MENTOR config errors", "[mentor][config]") {
   CHECK(from_json.gpt.dim == 768);
   CHECK(from_json.encoder.text.d_model == 2048);
 }
+
+}  // namespace test_mentor_model

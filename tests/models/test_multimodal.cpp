@@ -10,6 +10,8 @@
 #include "mentor/models/multimodal_encoder.hpp"
 #include "mentor/ops/reduce.hpp"
 
+namespace test_multimodal {
+
 using namespace mentor;
 using namespace mentor::models;
 
@@ -334,3 +336,5 @@ TEST_CASE("MultimodalEncoderConfig JSON round trip and errors", "[multimodal][co
   bad["mm_vision_select_feature"] = "cls";
   CHECK_THROWS_WITH(MultimodalEncoderConfig::from_json(bad), has_text("'cls'"));
 }
+
+}  // namespace test_multimodal

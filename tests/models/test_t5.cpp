@@ -13,10 +13,13 @@
 #include "catch.hpp"
 #include "fixture_files.hpp"
 #include "mentor/models/t5.hpp"
-#include "mentor/models/verify_t5.hpp"
+#include "verify/verify_t5.hpp"
+
+namespace test_t5 {
 
 using namespace mentor;
 using namespace mentor::models;
+using namespace mentor::verify;
 
 namespace {
 
@@ -266,3 +269,5 @@ TEST_CASE("T5 config and input errors", "[t5][errors]") {
   CHECK_THROWS_WITH(model(Tensor<int64_t>::from_vector({1, 2, 30}, Shape{1, 3})), has_text("30"));
   CHECK_THROWS_WITH(model.forward_embeds(Tensor<float>::zeros({1, 2, 5})), has_text("[1, 2, 5]"));
 }
+
+}  // namespace test_t5

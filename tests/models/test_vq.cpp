@@ -10,10 +10,13 @@
 
 #include "catch.hpp"
 #include "fixture_files.hpp"
-#include "mentor/models/verify_vq.hpp"
+#include "verify/verify_vq.hpp"
+
+namespace test_vq {
 
 using namespace mentor;
 using namespace mentor::models;
+using namespace mentor::verify;
 
 namespace {
 
@@ -410,3 +413,5 @@ TEST_CASE("VQ: error paths name the problem", "[vq]") {
   Generator dropout_gen(9);
   CHECK(dropped.forward(image, &dropout_gen).dec.shape() == Shape{1, 3, 8, 8});
 }
+
+}  // namespace test_vq

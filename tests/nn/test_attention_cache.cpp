@@ -13,6 +13,8 @@
 #include "mentor/ops/shape_ops.hpp"
 #include "op_harness.hpp"
 
+namespace test_attention_cache {
+
 using namespace mentor;
 using namespace mentor::nn;
 
@@ -366,3 +368,5 @@ TEST_CASE("Attention reports misuse clearly", "[attention][errors]") {
   attention.clear_cache();
   CHECK_FALSE(attention.kv_cache.allocated());
 }
+
+}  // namespace test_attention_cache

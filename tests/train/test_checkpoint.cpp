@@ -15,10 +15,10 @@
 
 #include "catch.hpp"
 #include "mentor/generate/greedy.hpp"
-#include "mentor/models/load.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/ops/ops.hpp"
 #include "mentor/train/checkpoint.hpp"
+#include "mentor/train/load.hpp"
 #include "mentor/train/trainer.hpp"
 #include "tiny_mentor.hpp"
 
@@ -687,7 +687,7 @@ TEST_CASE("load_for_inference: one call from a trainer checkpoint to an eval-mod
   trainer.save(dir, data::LoaderState{}, Generator(1), trained->config().to_json());
 
   SECTION("the weights, buffers and config are the trained model's; eval mode; same tokens") {
-    auto loaded = models::load_for_inference<models::MentorModel<float>>(dir);
+    auto loaded = train::load_for_inference<models::MentorModel<float>>(dir);
     CHECK_FALSE(loaded->training());
     CHECK(loaded->config().to_json() == trained->config().to_json());
     auto theirs = trained->state();
@@ -707,14 +707,14 @@ TEST_CASE("load_for_inference: one call from a trainer checkpoint to an eval-mod
               .to_vector());
   }
   SECTION("another architecture is refused, naming the tensors that do not fit") {
-    REQUIRE_THROWS_WITH(models::load_for_inference<models::GPT<float>>(dir, "gpt"),
+    REQUIRE_THROWS_WITH(train::load_for_inference<models::GPT<float>>(dir, "gpt"),
                         Catch::Contains("does not hold this architecture") &&
                             Catch::Contains("multimodal_encoder."));
   }
   SECTION("a checkpoint without a model config is refused") {
     const auto bare = scratch("inference_bare");
     trainer.save(bare, data::LoaderState{}, Generator(1));
-    REQUIRE_THROWS_WITH(models::load_for_inference<models::MentorModel<float>>(bare),
+    REQUIRE_THROWS_WITH(train::load_for_inference<models::MentorModel<float>>(bare),
                         Catch::Contains("no model configuration") && Catch::Contains("config"));
   }
   SECTION("a config that disagrees with the saved weights is refused before reading") {
@@ -723,7 +723,7 @@ TEST_CASE("load_for_inference: one call from a trainer checkpoint to an eval-mod
     config["gpt"]["n_layer"] = 3;
     trainer.save(lying, data::LoaderState{}, Generator(1), config);
     REQUIRE_THROWS_WITH(
-        models::load_for_inference<models::MentorModel<float>>(lying),
+        train::load_for_inference<models::MentorModel<float>>(lying),
         Catch::Contains("does not hold this architecture") && Catch::Contains("layers.2."));
   }
 }

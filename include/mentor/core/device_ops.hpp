@@ -13,7 +13,7 @@
 #include "mentor/core/storage.hpp"
 #include "mentor/core/strided.hpp"
 #if defined(MENTOR_WITH_CUDA)
-#include "mentor/backend/cuda/api.hpp"
+#include "mentor/core/cuda_api.hpp"
 #endif
 
 namespace mentor::detail {
@@ -108,11 +108,14 @@ struct DeviceOps<CUDA> {
 template <>
 struct DeviceOps<CUDA> {
   [[noreturn]] static void unavailable() {
-    throw Error("mentor was built without the CUDA backend (configure with nvcc and cuDNN present)");
+    throw Error(
+        "mentor was built without the CUDA backend (configure with nvcc and cuDNN present)");
   }
   static std::shared_ptr<Storage> allocate(size_t) { unavailable(); }
   template <class T>
-  static void fill(T*, int64_t, T) { unavailable(); }
+  static void fill(T*, int64_t, T) {
+    unavailable();
+  }
   template <class T>
   static void copy_strided(const T*, const Strides&, T*, const Strides&, const Shape&) {
     unavailable();
@@ -122,13 +125,19 @@ struct DeviceOps<CUDA> {
     unavailable();
   }
   template <class To, class From>
-  static void convert(const From*, To*, int64_t) { unavailable(); }
+  static void convert(const From*, To*, int64_t) {
+    unavailable();
+  }
   static void to_host(void*, const void*, size_t) { unavailable(); }
   static void from_host(void*, const void*, size_t) { unavailable(); }
   template <class T>
-  static void uniform(T*, int64_t, uint64_t, uint64_t, float, float) { unavailable(); }
+  static void uniform(T*, int64_t, uint64_t, uint64_t, float, float) {
+    unavailable();
+  }
   template <class T>
-  static void normal(T*, int64_t, uint64_t, uint64_t, float, float) { unavailable(); }
+  static void normal(T*, int64_t, uint64_t, uint64_t, float, float) {
+    unavailable();
+  }
 };
 #endif
 

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/dropout.hpp"
 #include "mentor/core/random.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
@@ -36,17 +37,6 @@ void dropout_kernel(const T* x, T* out, int64_t n, uint64_t seed, uint64_t offse
 }
 
 }  // namespace cpu
-
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-// out[i] = x[i] · scale if philox_uniform_at(seed, block_offset, i) >= p, else 0; i < n, contiguous
-// (the comparison in float, exactly as written, so the mask matches the CPU's). The backward calls
-// it again on the gradient with the same seed and offset.
-template <class T>
-void dropout_apply(const T* x, T* out, int64_t n, uint64_t seed, uint64_t block_offset, float p,
-                   float scale);
-}  // namespace cuda
-#endif
 
 namespace detail {
 

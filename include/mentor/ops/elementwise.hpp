@@ -5,20 +5,23 @@
 #include <cmath>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/elementwise.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
 
 namespace mentor {
 
-enum class BinaryOp { Add, Sub, Mul, Div };
-
 namespace cpu {
 template <BinaryOp Op, class A>
 inline A apply_binary(A a, A b) {
-  if constexpr (Op == BinaryOp::Add) return a + b;
-  else if constexpr (Op == BinaryOp::Sub) return a - b;
-  else if constexpr (Op == BinaryOp::Mul) return a * b;
-  else return a / b;
+  if constexpr (Op == BinaryOp::Add)
+    return a + b;
+  else if constexpr (Op == BinaryOp::Sub)
+    return a - b;
+  else if constexpr (Op == BinaryOp::Mul)
+    return a * b;
+  else
+    return a / b;
 }
 
 // out = a (op) b with a and b already expanded to out's shape (strides may be 0).
@@ -44,15 +47,6 @@ void binary_kernel(const Tensor<T, CPU>& a, const Tensor<T, CPU>& b, Tensor<T, C
 }
 }  // namespace cpu
 
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-template <BinaryOp Op, class T>
-void binary(const T* a, const Strides& sa, const T* b, const Strides& sb, T* out, const Shape& shape);
-template <BinaryOp Op, class T>
-void binary_scalar(const T* a, float scalar, T* out, int64_t n);  // out = a op scalar
-}  // namespace cuda
-#endif
-
 template <BinaryOp Op, class T, class D>
 Tensor<T, D> binary_forward(const Tensor<T, D>& a, const Tensor<T, D>& b, const char* name) {
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
@@ -61,7 +55,8 @@ Tensor<T, D> binary_forward(const Tensor<T, D>& a, const Tensor<T, D>& b, const 
   if constexpr (std::is_same_v<D, CPU>) {
     cpu::binary_kernel<Op>(ea, eb, out);
   } else {
-    MENTOR_CUDA_CALL(cuda::binary<Op>(ea.data(), ea.strides(), eb.data(), eb.strides(), out.data(), shape));
+    MENTOR_CUDA_CALL(
+        cuda::binary<Op>(ea.data(), ea.strides(), eb.data(), eb.strides(), out.data(), shape));
   }
   return out;
 }
@@ -117,7 +112,8 @@ Tensor<T, D> div(const Tensor<T, D>& a, const Tensor<T, D>& b) {
         if (needs[0]) ga = sum_to(g_over_b, a.shape());
         // d(a/b)/db = -(a/b)/b
         if (needs[1])
-          gb = sum_to(mul_scalar(binary_forward<BinaryOp::Mul>(g_over_b, out, "div"), -1.0), b.shape());
+          gb = sum_to(mul_scalar(binary_forward<BinaryOp::Mul>(g_over_b, out, "div"), -1.0),
+                      b.shape());
         return std::tuple{ga, gb};
       },
       a, b);
@@ -139,7 +135,8 @@ Tensor<T, D> scalar_forward(const Tensor<T, D>& a, double scalar) {
         po[i] = static_cast<T>(cpu::apply_binary<Op, A>(static_cast<A>(ps[i]), s));
     });
   } else {
-    MENTOR_CUDA_CALL(cuda::binary_scalar<Op>(src.data(), static_cast<float>(scalar), out.data(), out.numel()));
+    MENTOR_CUDA_CALL(
+        cuda::binary_scalar<Op>(src.data(), static_cast<float>(scalar), out.data(), out.numel()));
   }
   return out;
 }
@@ -155,7 +152,8 @@ Tensor<T, D> mul_scalar(const Tensor<T, D>& a, double s) {
 template <FloatingElement T, class D>
 Tensor<T, D> add_scalar(const Tensor<T, D>& a, double s) {
   Tensor<T, D> out = scalar_forward<BinaryOp::Add>(a, s);
-  autograd::record("add_scalar", out, [](const Tensor<T, D>& g) { return std::tuple{g}; }, a);
+  autograd::record(
+      "add_scalar", out, [](const Tensor<T, D>& g) { return std::tuple{g}; }, a);
   return out;
 }
 
@@ -167,28 +165,52 @@ Tensor<T, D> neg(const Tensor<T, D>& a) {
 // Operators: only between tensors of the same element type and device (anything else does not
 // compile), and with plain numbers.
 template <FloatingElement T, class D>
-Tensor<T, D> operator+(const Tensor<T, D>& a, const Tensor<T, D>& b) { return add(a, b); }
+Tensor<T, D> operator+(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return add(a, b);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator-(const Tensor<T, D>& a, const Tensor<T, D>& b) { return sub(a, b); }
+Tensor<T, D> operator-(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return sub(a, b);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator*(const Tensor<T, D>& a, const Tensor<T, D>& b) { return mul(a, b); }
+Tensor<T, D> operator*(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return mul(a, b);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator/(const Tensor<T, D>& a, const Tensor<T, D>& b) { return div(a, b); }
+Tensor<T, D> operator/(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return div(a, b);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator-(const Tensor<T, D>& a) { return neg(a); }
+Tensor<T, D> operator-(const Tensor<T, D>& a) {
+  return neg(a);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator+(const Tensor<T, D>& a, double s) { return add_scalar(a, s); }
+Tensor<T, D> operator+(const Tensor<T, D>& a, double s) {
+  return add_scalar(a, s);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator+(double s, const Tensor<T, D>& a) { return add_scalar(a, s); }
+Tensor<T, D> operator+(double s, const Tensor<T, D>& a) {
+  return add_scalar(a, s);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator-(const Tensor<T, D>& a, double s) { return add_scalar(a, -s); }
+Tensor<T, D> operator-(const Tensor<T, D>& a, double s) {
+  return add_scalar(a, -s);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator-(double s, const Tensor<T, D>& a) { return add_scalar(neg(a), s); }
+Tensor<T, D> operator-(double s, const Tensor<T, D>& a) {
+  return add_scalar(neg(a), s);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator*(const Tensor<T, D>& a, double s) { return mul_scalar(a, s); }
+Tensor<T, D> operator*(const Tensor<T, D>& a, double s) {
+  return mul_scalar(a, s);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator*(double s, const Tensor<T, D>& a) { return mul_scalar(a, s); }
+Tensor<T, D> operator*(double s, const Tensor<T, D>& a) {
+  return mul_scalar(a, s);
+}
 template <FloatingElement T, class D>
-Tensor<T, D> operator/(const Tensor<T, D>& a, double s) { return mul_scalar(a, 1.0 / s); }
+Tensor<T, D> operator/(const Tensor<T, D>& a, double s) {
+  return mul_scalar(a, 1.0 / s);
+}
 
 }  // namespace mentor

@@ -10,27 +10,11 @@
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/embedding.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
 
 namespace mentor {
-
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-// Index of the first ids[i] outside [0, upper), or -1 when all are valid (waits on the current
-// stream; never call it while the stream is captured).
-int64_t first_out_of_range(const int64_t* ids, int64_t n, int64_t upper);
-// out[i, :] = table[ids[i], :] for i < n; table contiguous [V, C], out contiguous [n, C]; an id
-// outside [0, V) (unchecked only under graph capture) gives a zero row.
-template <class T>
-void embedding_forward(const T* table, int64_t V, int64_t C, const int64_t* ids, int64_t n, T* out);
-// grad_table (contiguous [V, C], overwritten) = Σ_i onehot(ids[i]) grad_out[i, :], accumulated in
-// float.
-template <class T>
-void embedding_backward(const T* grad_out, const int64_t* ids, int64_t n, int64_t V, int64_t C,
-                        T* grad_table);
-}  // namespace cuda
-#endif
 
 // table [V, C], ids (any shape, int64) -> [ids..., C]. An id outside [0, V) throws mentor::Error
 // naming the id, its position and V.

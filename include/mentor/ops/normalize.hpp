@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/normalize.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
 #include "mentor/ops/reduce.hpp"
@@ -63,20 +64,6 @@ void l2_normalize_backward_rows_kernel(const T* x, const acc_t<T>* norms, const 
 }
 
 }  // namespace cpu
-
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-// Per row r of x [rows, n] (contiguous): norms[r] = sqrt(Σ x²) (float), out = row / max(norms[r],
-// eps).
-template <class T>
-void l2_normalize_rows(const T* x, T* out, acc_t<T>* norms, int64_t rows, int64_t n, float eps);
-// Per row, d = max(norms[r], eps): grad_x = (g − x·(Σ g·x)/d²) / d when norms[r] >= eps, else g /
-// d.
-template <class T>
-void l2_normalize_backward_rows(const T* x, const acc_t<T>* norms, const T* grad_out, T* grad_x,
-                                int64_t rows, int64_t n, float eps);
-}  // namespace cuda
-#endif
 
 namespace detail {
 template <class T, class D>

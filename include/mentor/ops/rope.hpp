@@ -15,23 +15,13 @@
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/rope.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
 
 namespace mentor {
 
 enum class RopePrefix { Zero, Identity };
-
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-// x, out contiguous [B, S, H, Dh]; table contiguous [S, Dh/2, 2] (cos, sin) in float. For each
-// pair j: out[2j] = x[2j] cos − x[2j+1] sin, out[2j+1] = x[2j+1] cos + x[2j] sin, computed in
-// float; inverse = true rotates by −angle (sin negated): the backward pass.
-template <class T>
-void rope_apply(const T* x, const float* table, T* out, int64_t B, int64_t S, int64_t H, int64_t Dh,
-                bool inverse);
-}  // namespace cuda
-#endif
 
 // The (cos, sin) table [prefix_len + grid², head_dim/2, 2] of LlamaGen precompute_freqs_cis_2d
 // (see the file comment); head_dim must be a multiple of 4.

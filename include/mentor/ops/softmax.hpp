@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/softmax.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
 #include "mentor/ops/reduce.hpp"
@@ -150,19 +151,6 @@ void softmax_backward_rows_kernel(const T* y, const T* g, T* gx, int64_t rows, i
 }
 
 }  // namespace cpu
-
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-// Per row of x [rows, n] (contiguous): out = softmax(row), or log_softmax(row) when `log`;
-// stable (shifted by the row max), accumulated in float.
-template <class T>
-void softmax_rows(const T* x, T* out, int64_t rows, int64_t n, bool log);
-// Per row, with y the forward output: softmax gx = y (g − Σ g y); log_softmax gx = g − exp(y) Σ g.
-template <class T>
-void softmax_backward_rows(const T* y, const T* grad_out, T* grad_x, int64_t rows, int64_t n,
-                           bool log);
-}  // namespace cuda
-#endif
 
 namespace detail {
 

@@ -15,29 +15,11 @@
 #include <type_traits>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/launch/unary.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/dispatch.hpp"
 
 namespace mentor {
-
-enum class UnaryOp {
-  Exp,
-  Log,
-  Sqrt,
-  Rsqrt,
-  Tanh,
-  Sigmoid,
-  Silu,
-  Relu,
-  Abs,
-  Square,
-  Pow,        // x^p
-  Gelu,       // 0.5 x (1 + erf(x / sqrt 2))
-  GeluTanh,   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-  QuickGelu,  // x sigmoid(1.702 x)
-};
-
-enum class GeluApprox { None, Tanh };
 
 namespace cpu {
 
@@ -181,19 +163,6 @@ void unary_backward_kernel(const T* x, const T* g, T* gx, int64_t n, acc_t<T> p)
 }
 
 }  // namespace cpu
-
-#if defined(MENTOR_WITH_CUDA)
-namespace cuda {
-// out[i] = f_Op(x[i]) for i in [0, n), contiguous, computed in float (see UnaryOp for the
-// functions; `param` is pow's exponent and is ignored by the others).
-template <UnaryOp Op, class T>
-void unary(const T* x, T* out, int64_t n, float param);
-// grad_x[i] = grad_out[i] · f_Op'(x[i]), contiguous, in float (cpu::unary_derivative has the
-// formulas; abs'(0) = 0, pow' = 0 when param == 0).
-template <UnaryOp Op, class T>
-void unary_backward(const T* x, const T* grad_out, T* grad_x, int64_t n, float param);
-}  // namespace cuda
-#endif
 
 template <UnaryOp Op, class T, class D>
 Tensor<T, D> unary_forward(const Tensor<T, D>& x, double param) {

@@ -1,6 +1,6 @@
 #pragma once
-// The caching device allocator behind Tensor<T, CUDA> (cuda::device_allocator() in api.hpp):
-// statistics and cache control, as plain C++. Defined in src/cuda/runtime.cu.
+// The caching device allocator behind Tensor<T, CUDA> (cuda::device_allocator() in
+// core/cuda_api.hpp): statistics and cache control, as plain C++. Defined in src/cuda/runtime.cu.
 //
 // How it works: requests are rounded up to a size class (multiples of 512 bytes up to 1 MiB, then
 // eight classes per power of two, so at most 12.5% is wasted). A freed block goes back to a free

@@ -6,8 +6,8 @@
 
 #include <type_traits>
 
-#include "mentor/backend/cuda/api.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/core/cuda_api.hpp"
 
 namespace mentor::cuda {
 

@@ -6,8 +6,8 @@
 
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/strided.cuh"
-#include "mentor/ops/elementwise.hpp"
-#include "mentor/ops/unary.hpp"
+#include "mentor/backend/launch/elementwise.hpp"
+#include "mentor/backend/launch/unary.hpp"
 
 namespace mentor::cuda::kernels {
 

@@ -28,10 +28,11 @@
 #include "mentor/generate/greedy.hpp"
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/mentor.hpp"
-#include "mentor/models/verify.hpp"
 #include "mentor/nn/state_dict.hpp"
+#include "verify/verify.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 namespace detail {
 // j.at(key) with an error naming the entry and the key (the fixture's configs.json is data).
@@ -300,4 +301,4 @@ VerifyReport verify_mentor(const io::SafeTensorsFile& file, const nlohmann::json
   return report;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify

@@ -19,11 +19,12 @@
 
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/clip.hpp"
-#include "mentor/models/verify.hpp"
 #include "mentor/nn/state_dict.hpp"
 #include "mentor/ops/reduce.hpp"
+#include "verify/verify.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 template <class T, class D>
 VerifyReport verify_clip(const io::SafeTensorsFile& file, const nlohmann::json& config_json) {
@@ -58,4 +59,4 @@ VerifyReport verify_clip(const io::SafeTensorsFile& file, const nlohmann::json& 
   return report;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify

@@ -17,7 +17,8 @@
 #include "mentor/io/safetensors.hpp"
 #include "mentor/nn/state_dict.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 struct Tolerances {
   double output = 1e-5;    // relative error of outputs
@@ -227,4 +228,4 @@ inline void check_coverage(VerifyReport& report, const io::SafeTensorsFile& file
   }
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify

@@ -21,10 +21,11 @@
 #include "mentor/generate/greedy.hpp"
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/gpt.hpp"
-#include "mentor/models/verify.hpp"
 #include "mentor/nn/state_dict.hpp"
+#include "verify/verify.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 template <class T, class D>
 VerifyReport verify_gpt(const io::SafeTensorsFile& file, const nlohmann::json& config_json) {
@@ -100,4 +101,4 @@ VerifyReport verify_gpt(const io::SafeTensorsFile& file, const nlohmann::json& c
   return report;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify

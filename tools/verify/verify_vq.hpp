@@ -11,12 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include "mentor/io/safetensors.hpp"
-#include "mentor/models/verify.hpp"
 #include "mentor/models/vq.hpp"
 #include "mentor/nn/state_dict.hpp"
 #include "mentor/ops/loss.hpp"
+#include "verify/verify.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 // The VQConfig of a llamagen_vq configs.json entry: the entry also notes how the fixture was made
 // (input shape, initialisations, upstream commit), which is not configuration.
@@ -95,4 +96,4 @@ VerifyReport verify_vq(const io::SafeTensorsFile& file, const nlohmann::json& co
   return report;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify

@@ -1,10 +1,10 @@
 #pragma once
 // One call from a training checkpoint to a model ready for inference:
 //
-//   auto model = models::load_for_inference<models::MentorModel<float>>("runs/a/checkpoints");
+//   auto model = train::load_for_inference<models::MentorModel<float>>("runs/a/checkpoints");
 //   model->gpt ...   // eval mode, every weight and buffer from the checkpoint
 //
-// The checkpoint is what train::Trainer::save writes (train/checkpoint.hpp: safetensors + JSON
+// The checkpoint is what train::Trainer::save writes (checkpoint.hpp: safetensors + JSON
 // manifest); a folder means its newest checkpoint. The model is built from the configuration the
 // run saved in the manifest's "config" (the JSON given to Trainer::save: the model's
 // config().to_json(), or an object holding it under `config_key`), then its "model.*" tensors are
@@ -23,7 +23,7 @@
 
 #include "mentor/train/checkpoint.hpp"
 
-namespace mentor::models {
+namespace mentor::train {
 
 template <class Model>
 std::unique_ptr<Model> load_for_inference(const std::filesystem::path& checkpoint,
@@ -71,4 +71,4 @@ std::unique_ptr<Model> load_for_inference(const std::filesystem::path& checkpoin
   return model;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::train

@@ -11,13 +11,14 @@
 
 #include "mentor/io/json_config.hpp"
 
-#include "mentor/models/verify_clip.hpp"
-#include "mentor/models/verify_gpt.hpp"
-#include "mentor/models/verify_mentor.hpp"
-#include "mentor/models/verify_t5.hpp"
-#include "mentor/models/verify_vq.hpp"
+#include "verify/verify_clip.hpp"
+#include "verify/verify_gpt.hpp"
+#include "verify/verify_mentor.hpp"
+#include "verify/verify_t5.hpp"
+#include "verify/verify_vq.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 // "llamagen_gpt_c2i_s0.safetensors" -> "llamagen_gpt_c2i"
 inline std::string fixture_config_key(const std::filesystem::path& file) {
@@ -57,4 +58,4 @@ VerifyReport verify_fixture(const std::filesystem::path& file, const nlohmann::j
   return report;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify

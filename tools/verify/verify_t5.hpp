@@ -14,11 +14,12 @@
 
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/t5.hpp"
-#include "mentor/models/verify.hpp"
 #include "mentor/nn/state_dict.hpp"
 #include "mentor/ops/reduce.hpp"
+#include "verify/verify.hpp"
 
-namespace mentor::models {
+namespace mentor::verify {
+using namespace mentor::models;
 
 template <class T, class D>
 VerifyReport verify_t5(const io::SafeTensorsFile& file, const nlohmann::json& config_json) {
@@ -57,4 +58,4 @@ VerifyReport verify_t5(const io::SafeTensorsFile& file, const nlohmann::json& co
   return report;
 }
 
-}  // namespace mentor::models
+}  // namespace mentor::verify
