@@ -30,15 +30,15 @@ constexpr size_t kScoreBudgetBytes = size_t{1} << 30;
 struct AttnRows {
   int64_t first;  // first (batch, kv head) pair of the chunk
   int64_t rep, Sq, Sk, Hk, H;
-  int kind;  // 0 none, 1 causal, 2 explicit
+  MaskKind kind;
   const bool* mask;
   int64_t ms[4];
   float scale;
 
   __device__ bool visible(int64_t row, int64_t j) const {
-    if (kind == 0) return true;
+    if (kind == MaskKind::None) return true;
     const int64_t i = row % Sq;
-    if (kind == 1) return j <= i + Sk - Sq;
+    if (kind == MaskKind::Causal) return j <= i + Sk - Sq;
     const int64_t c = row / (rep * Sq), rr = row % (rep * Sq);
     const int64_t bg = first + c, b = bg / Hk, h = (bg % Hk) * rep + rr / Sq;
     return mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
@@ -144,16 +144,17 @@ void attn_scores(const T* q, const T* k, int64_t first, int64_t count, int64_t r
 
 // The flash kernels move 16-byte chunks: every tensor must start 16-byte aligned (rows of 64 or
 // 128 bf16 keep that alignment), otherwise the general path runs.
-bool use_flash(bool is_bf16, int mask_kind, int64_t Dh, int64_t Dv,
+bool use_flash(bool is_bf16, MaskKind mask_kind, int64_t Dh, int64_t Dv,
                std::initializer_list<const void*> pointers) {
-  if (!(is_bf16 && (mask_kind == 0 || mask_kind == 1) && Dh == Dv && flash_attention_supported(Dh)))
+  if (!(is_bf16 && (mask_kind == MaskKind::None || mask_kind == MaskKind::Causal) && Dh == Dv &&
+        flash_attention_supported(Dh)))
     return false;
   for (const void* p : pointers)
     if (!is_aligned(p, 16)) return false;
   return true;
 }
 
-AttnRows make_rows(int mask_kind, const bool* mask, const Strides& mask_strides, int64_t H,
+AttnRows make_rows(MaskKind mask_kind, const bool* mask, const Strides& mask_strides, int64_t H,
                    int64_t Hk, int64_t Sq, int64_t Sk, float scale) {
   AttnRows a{};
   a.rep = H / Hk;
@@ -164,7 +165,7 @@ AttnRows make_rows(int mask_kind, const bool* mask, const Strides& mask_strides,
   a.kind = mask_kind;
   a.mask = mask;
   for (int i = 0; i < 4; ++i)
-    a.ms[i] = mask_kind == 2 && i < mask_strides.rank() ? mask_strides[i] : 0;
+    a.ms[i] = mask_kind == MaskKind::Explicit && i < mask_strides.rank() ? mask_strides[i] : 0;
   a.scale = scale;
   return a;
 }
@@ -173,14 +174,15 @@ AttnRows make_rows(int mask_kind, const bool* mask, const Strides& mask_strides,
 }  // namespace cuda::kernels
 
 template <class T>
-void cuda::attention_forward(const T* q, const T* k, const T* v, int mask_kind, const bool* mask,
-                             const Strides& mask_strides, int64_t B, int64_t H, int64_t Hk,
-                             int64_t Sq, int64_t Sk, int64_t Dh, int64_t Dv, float scale, T* out,
-                             float* lse) {
+void cuda::attention_forward(const T* q, const T* k, const T* v, MaskKind mask_kind,
+                             const bool* mask, const Strides& mask_strides, int64_t B, int64_t H,
+                             int64_t Hk, int64_t Sq, int64_t Sk, int64_t Dh, int64_t Dv,
+                             float scale, T* out, float* lse) {
   namespace kn = cuda::kernels;
   MENTOR_CHECK(Hk >= 1 && H % Hk == 0, "cuda::attention_forward: ", Hk, " kv heads for ", H,
                " query heads");
-  MENTOR_CHECK(mask_kind != 2 || mask != nullptr, "cuda::attention_forward: explicit mask missing");
+  MENTOR_CHECK(mask_kind != MaskKind::Explicit || mask != nullptr,
+               "cuda::attention_forward: explicit mask missing");
   if (B * H * Sq == 0) return;
   using DT = cuda::device_t<T>;
   if (Sk == 0) {
@@ -197,7 +199,7 @@ void cuda::attention_forward(const T* q, const T* k, const T* v, int mask_kind, 
     if (kn::use_flash(true, mask_kind, Dh, Dv, {q, k, v, out})) {
       cuda::FlashAttentionShape shape;
       shape.batch = B, shape.heads = H, shape.kv_heads = Hk, shape.q_len = Sq, shape.kv_len = Sk;
-      shape.head_dim = Dh, shape.q_offset = Sk - Sq, shape.causal = mask_kind == 1;
+      shape.head_dim = Dh, shape.q_offset = Sk - Sq, shape.causal = mask_kind == MaskKind::Causal;
       shape.scale = scale;
       cuda::flash_attention_forward(q, k, v, nullptr, shape, out, lse);
       return;
@@ -226,7 +228,7 @@ void cuda::attention_forward(const T* q, const T* k, const T* v, int mask_kind, 
 
 template <class T>
 void cuda::attention_backward(const T* q, const T* k, const T* v, const T* out, const T* grad_out,
-                              const float* lse, int mask_kind, const bool* mask,
+                              const float* lse, MaskKind mask_kind, const bool* mask,
                               const Strides& mask_strides, int64_t B, int64_t H, int64_t Hk,
                               int64_t Sq, int64_t Sk, int64_t Dh, int64_t Dv, float scale,
                               T* grad_q, T* grad_k, T* grad_v) {
@@ -247,7 +249,7 @@ void cuda::attention_backward(const T* q, const T* k, const T* v, const T* out, 
     if (kn::use_flash(true, mask_kind, Dh, Dv, {q, k, v, out, grad_out, grad_q, grad_k, grad_v})) {
       cuda::FlashAttentionShape shape;
       shape.batch = B, shape.heads = H, shape.kv_heads = Hk, shape.q_len = Sq, shape.kv_len = Sk;
-      shape.head_dim = Dh, shape.q_offset = Sk - Sq, shape.causal = mask_kind == 1;
+      shape.head_dim = Dh, shape.q_offset = Sk - Sq, shape.causal = mask_kind == MaskKind::Causal;
       shape.scale = scale;
       cuda::flash_attention_backward(q, k, v, out, grad_out, lse, nullptr, shape, grad_q, grad_k,
                                      grad_v);
@@ -301,11 +303,11 @@ void cuda::attention_backward(const T* q, const T* k, const T* v, const T* out, 
 }
 
 #define MENTOR_INSTANTIATE_ATTENTION(T)                                                           \
-  template void cuda::attention_forward<T>(const T*, const T*, const T*, int, const bool*,        \
+  template void cuda::attention_forward<T>(const T*, const T*, const T*, MaskKind, const bool*,   \
                                            const Strides&, int64_t, int64_t, int64_t, int64_t,    \
                                            int64_t, int64_t, int64_t, float, T*, float*);         \
   template void cuda::attention_backward<T>(const T*, const T*, const T*, const T*, const T*,     \
-                                            const float*, int, const bool*, const Strides&,       \
+                                            const float*, MaskKind, const bool*, const Strides&,  \
                                             int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
                                             int64_t, float, T*, T*, T*);
 MENTOR_INSTANTIATE_ATTENTION(float)

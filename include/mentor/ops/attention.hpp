@@ -38,17 +38,17 @@ namespace mentor {
 // Which keys each query attends to. Explicit: `explicit_mask` is bool, true = attend.
 template <class D = CPU>
 struct AttnMask {
-  enum Kind { None, Causal, Explicit } kind = None;
+  MaskKind kind = MaskKind::None;
   Tensor<bool, D> explicit_mask;
 
   static AttnMask causal() {
     AttnMask mask;
-    mask.kind = Causal;
+    mask.kind = MaskKind::Causal;
     return mask;
   }
   static AttnMask from(Tensor<bool, D> explicit_mask) {
     AttnMask mask;
-    mask.kind = Explicit;
+    mask.kind = MaskKind::Explicit;
     mask.explicit_mask = std::move(explicit_mask);
     return mask;
   }
@@ -63,20 +63,20 @@ template <class A>
 struct AttentionProblem {
   int64_t B = 0, H = 0, Hk = 0, Sq = 0, Sk = 0, Dh = 0, Dv = 0;
   A scale = 0;
-  int kind = 0;  // AttnMask::Kind
+  MaskKind kind = MaskKind::None;
   const bool* mask = nullptr;
   std::array<int64_t, 4> mask_strides{};
 
   int64_t group() const { return H / Hk; }
   // Keys [0, key_end(i)) are the only ones query row i may see.
   int64_t key_end(int64_t i) const {
-    if (kind != 1) return Sk;
+    if (kind != MaskKind::Causal) return Sk;
     return std::clamp<int64_t>(i + Sk - Sq + 1, 0, Sk);
   }
   // The explicit mask row of query i of head (b, h), read with stride mask_strides[3]; null if
   // none.
   const bool* mask_row(int64_t b, int64_t h, int64_t i) const {
-    if (kind != 2) return nullptr;
+    if (kind != MaskKind::Explicit) return nullptr;
     return mask + b * mask_strides[0] + h * mask_strides[1] + i * mask_strides[2];
   }
 };
@@ -324,10 +324,10 @@ Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T,
   problem.B = B, problem.H = H, problem.Hk = Hk, problem.Sq = Sq, problem.Sk = Sk;
   problem.Dh = Dh, problem.Dv = Dv;
   problem.scale = static_cast<A>(scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Dh)));
-  problem.kind = static_cast<int>(mask.kind);
+  problem.kind = mask.kind;
   Tensor<bool, D> mask_view;  // the explicit mask expanded to [B, H, Sq, Sk] (broadcast strides 0)
   Strides mask_strides{0, 0, 0, 0};
-  if (mask.kind == AttnMask<D>::Explicit) {
+  if (mask.kind == MaskKind::Explicit) {
     const Tensor<bool, D>& m = mask.explicit_mask;
     MENTOR_CHECK(m.defined(), op, ": explicit mask kind without a mask tensor");
     bool fits = m.dim() >= 2 && m.dim() <= 4;
