@@ -2,7 +2,7 @@
 // LlamaGen-XL width over 32×376 tokens) and cross-entropy over 8192×16384 bf16 logits (32×256
 // image tokens, the VQ vocabulary). Counted as PyTorch's script counts them: RMSNorm moves
 // 2·rows·C·2 bytes (read x, write y), cross-entropy reads the logits once (rows·V·2 bytes). Also
-// the fused residual+RMSNorm, the backward passes and SwiGLU, for reference.
+// the backward passes, for reference.
 //
 //   build/bench/bench_cuda_norm [--benchmark_out=norm.json --benchmark_out_format=json]
 //
@@ -55,20 +55,6 @@ void BM_rmsnorm(benchmark::State& state) {
   state.counters["GBps"] = bytes_rate(2.0 * kRows * kC * 2);
 }
 
-void BM_rmsnorm_residual(benchmark::State& state) {
-  Generator gen(2);
-  Tensor<bf16, CUDA> x = Tensor<bf16, CUDA>::randn(Shape{kRows, kC}, gen);
-  Tensor<bf16, CUDA> r = Tensor<bf16, CUDA>::randn(Shape{kRows, kC}, gen);
-  Tensor<bf16, CUDA> w = Tensor<bf16, CUDA>::ones(Shape{kC});
-  Tensor<bf16, CUDA> h = Tensor<bf16, CUDA>::empty(Shape{kRows, kC});
-  Tensor<bf16, CUDA> y = Tensor<bf16, CUDA>::empty(Shape{kRows, kC});
-  time_iterations(state, [&] {
-    cuda::rms_norm_residual_forward(x.data(), r.data(), w.data(), h.data(), y.data(), kRows, kC,
-                                    1e-5f);
-  });
-  state.counters["GBps"] = bytes_rate(4.0 * kRows * kC * 2);  // read x, r; write h, y
-}
-
 void BM_rmsnorm_backward(benchmark::State& state) {
   Generator gen(3);
   Tensor<bf16, CUDA> x = Tensor<bf16, CUDA>::randn(Shape{kRows, kC}, gen);
@@ -116,24 +102,8 @@ void BM_xent_backward(benchmark::State& state) {
   state.counters["GBps"] = bytes_rate(2.0 * kXentRows * kVocab * 2);  // read logits, write grad
 }
 
-void BM_swiglu(benchmark::State& state) {
-  const int64_t rows = 32 * 376, C = 3584;  // GPT-XL hidden width
-  Generator gen(6);
-  Tensor<bf16, CUDA> gate_up = Tensor<bf16, CUDA>::randn(Shape{rows, 2 * C}, gen);
-  Tensor<bf16, CUDA> y = Tensor<bf16, CUDA>::empty(Shape{rows, C});
-  time_iterations(state, [&] {
-    cuda::swiglu_forward(gate_up.data(), 2 * C, gate_up.data() + C, 2 * C, y.data(), rows, C);
-  });
-  state.counters["GBps"] = bytes_rate(3.0 * rows * C * 2);
-}
-
 BENCHMARK(BM_rmsnorm)
     ->Name("rmsnorm/12032x1280")
-    ->UseManualTime()
-    ->Iterations(50)
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_rmsnorm_residual)
-    ->Name("rmsnorm_residual/12032x1280")
     ->UseManualTime()
     ->Iterations(50)
     ->Unit(benchmark::kMicrosecond);
@@ -149,11 +119,6 @@ BENCHMARK(BM_xent)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_xent_backward)
     ->Name("xent_backward/8192x16384")
-    ->UseManualTime()
-    ->Iterations(20)
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_swiglu)
-    ->Name("swiglu/12032x3584")
     ->UseManualTime()
     ->Iterations(20)
     ->Unit(benchmark::kMicrosecond);

@@ -25,8 +25,8 @@ declare -A allowed=(
   [io]="core"
   [nn]="core backend ops io"
   [data]="core backend io"
-  [models]="core backend ops io nn"
-  [generate]="core backend ops nn models"
+  [models]="core backend ops io nn data"
+  [generate]="core backend ops io nn data models"
   [train]="core backend ops io nn data"
   [umbrella]="core backend ops io nn data models generate train"
 )

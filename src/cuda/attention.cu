@@ -15,6 +15,7 @@
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/attention.hpp"
 #include "mentor/core/cuda_api.hpp"
 
@@ -60,7 +61,7 @@ __global__ void attn_softmax_forward_kernel(const float* scores, T* probs, float
     MaxSum st{-INFINITY, 0.f};
     for (int64_t j = G::lane(); j < a.Sk; j += kGroup)
       if (a.visible(r, j)) st = max_sum_add(st, s[j]);
-    st = group_max_sum<kGroup>(st, scratch);
+    st = G::max_sum(st, scratch);
     const float row_lse = st.m == -INFINITY ? -INFINITY : st.m + logf(st.s);
     if (G::lane() == 0) lse[a.global_row(r)] = row_lse;
     for (int64_t j = G::lane(); j < a.Sk; j += kGroup) {
@@ -96,10 +97,9 @@ __global__ void attn_grad_scores_kernel(const float* grad_scores, const T* __res
   __shared__ float scratch[32];
   for (int64_t r = G::first_row(); r < rows; r += G::row_step()) {
     const int64_t g_row = a.global_row(r);
-    float partial = 0.f;
-    for (int64_t d = G::lane(); d < Dv; d += kGroup)
-      partial += to_acc(grad_out[g_row * Dv + d]) * to_acc(out[g_row * Dv + d]);
-    const float delta = G::sum(partial, scratch);
+    const float delta = G::row_sum(Dv, scratch, [&](int64_t d) {
+      return to_acc(grad_out[g_row * Dv + d]) * to_acc(out[g_row * Dv + d]);
+    });
     const float* dp = grad_scores + r * a.Sk;
     const T* p = probs + r * a.Sk;
     T* dsr = ds + r * a.Sk;
@@ -109,22 +109,6 @@ __global__ void attn_grad_scores_kernel(const float* grad_scores, const T* __res
     }
   }
 }
-
-class Scratch {
- public:
-  explicit Scratch(size_t bytes) : bytes_(bytes), ptr_(device_allocator().allocate(bytes)) {}
-  ~Scratch() { device_allocator().deallocate(ptr_, bytes_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <class U>
-  U* as() const {
-    return static_cast<U*>(ptr_);
-  }
-
- private:
-  size_t bytes_;
-  void* ptr_;
-};
 
 // Scores (float) = scale · Q Kᵀ for `count` (batch, kv head) pairs starting at `first`.
 template <class T>
@@ -209,8 +193,9 @@ void cuda::attention_forward(const T* q, const T* k, const T* v, MaskKind mask_k
   const size_t per_pair = static_cast<size_t>(m * Sk) * (sizeof(float) + sizeof(T));
   const int64_t chunk = std::max<int64_t>(
       1, std::min<int64_t>(B * Hk, static_cast<int64_t>(kn::kScoreBudgetBytes / per_pair)));
-  kn::Scratch scores(static_cast<size_t>(chunk * m * Sk) * sizeof(float));
-  kn::Scratch probs(std::is_same_v<T, float> ? 0 : static_cast<size_t>(chunk * m * Sk) * sizeof(T));
+  cuda::Scratch scores(static_cast<size_t>(chunk * m * Sk) * sizeof(float));
+  cuda::Scratch probs(std::is_same_v<T, float> ? 0
+                                               : static_cast<size_t>(chunk * m * Sk) * sizeof(T));
   kn::AttnRows rows = kn::make_rows(mask_kind, mask, mask_strides, H, Hk, Sq, Sk, scale);
   for (int64_t first = 0; first < B * Hk; first += chunk) {
     const int64_t count = std::min(chunk, B * Hk - first);
@@ -260,9 +245,9 @@ void cuda::attention_backward(const T* q, const T* k, const T* v, const T* out, 
   const size_t per_pair = static_cast<size_t>(m * Sk) * (sizeof(float) + 2 * sizeof(T));
   const int64_t chunk = std::max<int64_t>(
       1, std::min<int64_t>(B * Hk, static_cast<int64_t>(kn::kScoreBudgetBytes / per_pair)));
-  kn::Scratch scores(static_cast<size_t>(chunk * m * Sk) * sizeof(float));
-  kn::Scratch probs(static_cast<size_t>(chunk * m * Sk) * sizeof(T));
-  kn::Scratch grad_scores_t(
+  cuda::Scratch scores(static_cast<size_t>(chunk * m * Sk) * sizeof(float));
+  cuda::Scratch probs(static_cast<size_t>(chunk * m * Sk) * sizeof(T));
+  cuda::Scratch grad_scores_t(
       std::is_same_v<T, float> ? 0 : static_cast<size_t>(chunk * m * Sk) * sizeof(T));
   kn::AttnRows rows = kn::make_rows(mask_kind, mask, mask_strides, H, Hk, Sq, Sk, scale);
   for (int64_t first = 0; first < B * Hk; first += chunk) {

@@ -15,6 +15,7 @@
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/conv.hpp"
 #include "mentor/core/cuda_api.hpp"
 
@@ -165,15 +166,6 @@ cudnnMathType_t requested_math(bool is_float) {
   return allow_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
-// A workspace from the caching allocator (stream-ordered release).
-struct Workspace {
-  explicit Workspace(size_t n) : bytes(n), ptr(n ? device_allocator().allocate(n) : nullptr) {}
-  ~Workspace() { device_allocator().deallocate(ptr, bytes); }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  size_t bytes;
-  void* ptr;
-};
 #endif  // MENTOR_WITH_CUDNN
 
 template <class T>
@@ -253,10 +245,11 @@ void cuda::conv2d_forward(const T* x, const T* weight, const T* bias, T* out,
   const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo);
   MENTOR_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, d.x, d.w, d.conv, d.y, algo,
                                                              &workspace_bytes));
-  k::Workspace workspace(workspace_bytes);
+  cuda::Scratch workspace(workspace_bytes);
   const float alpha = 1.f, beta = 0.f;
   MENTOR_CUDNN_CHECK(cudnnConvolutionForward(handle, &alpha, d.x, x, d.w, weight, d.conv, algo,
-                                             workspace.ptr, workspace_bytes, &beta, d.y, out));
+                                             workspace.as<void>(), workspace_bytes, &beta, d.y,
+                                             out));
   if (bias != nullptr) {
     using DT = cuda::device_t<T>;
     const int64_t pixels = geo.out_height * geo.out_width;
@@ -299,11 +292,11 @@ void cuda::conv2d_backward_input(const T* grad_out, const T* weight, T* grad_x,
   size_t workspace_bytes = 0;
   MENTOR_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, d.w, d.y, d.conv, d.x,
                                                                   algo, &workspace_bytes));
-  k::Workspace workspace(workspace_bytes);
+  cuda::Scratch workspace(workspace_bytes);
   const float alpha = 1.f, beta = 0.f;
   MENTOR_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &alpha, d.w, weight, d.y, grad_out,
-                                                  d.conv, algo, workspace.ptr, workspace_bytes,
-                                                  &beta, d.x, grad_x));
+                                                  d.conv, algo, workspace.as<void>(),
+                                                  workspace_bytes, &beta, d.x, grad_x));
 }
 
 template <class T>
@@ -338,11 +331,11 @@ void cuda::conv2d_backward_weight(const T* grad_out, const T* x, T* grad_weight,
   size_t workspace_bytes = 0;
   MENTOR_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, d.x, d.y, d.conv, d.w,
                                                                     algo, &workspace_bytes));
-  k::Workspace workspace(workspace_bytes);
+  cuda::Scratch workspace(workspace_bytes);
   const float alpha = 1.f, beta = 0.f;
   MENTOR_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &alpha, d.x, x, d.y, grad_out, d.conv,
-                                                    algo, workspace.ptr, workspace_bytes, &beta,
-                                                    d.w, grad_weight));
+                                                    algo, workspace.as<void>(), workspace_bytes,
+                                                    &beta, d.w, grad_weight));
 }
 
 #else   // MENTOR_WITH_CUDNN

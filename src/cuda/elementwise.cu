@@ -20,13 +20,17 @@ struct ScalarFn {
 template <UnaryOp Op>
 struct UnaryFn {
   float param;
-  __device__ float operator()(float x, float) const { return unary_value<Op>(x, param); }
+  __device__ float operator()(float x, float) const {
+    return math::unary_value<Op, DeviceUnaryMath>(x, param);
+  }
 };
 // a = x, b = grad_out.
 template <UnaryOp Op>
 struct UnaryBackwardFn {
   float param;
-  __device__ float operator()(float x, float g) const { return g * unary_derivative<Op>(x, param); }
+  __device__ float operator()(float x, float g) const {
+    return g * math::unary_derivative<Op, DeviceUnaryMath>(x, param);
+  }
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "mentor/backend/cuda/kernels/atomics.cuh"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/dropout.hpp"
 #include "mentor/backend/launch/embedding.hpp"
 #include "mentor/backend/launch/rope.hpp"
@@ -100,22 +101,16 @@ int64_t cuda::first_out_of_range(const int64_t* ids, int64_t n, int64_t upper) {
   if (n <= 0) return -1;
   // Stream-ordered: memset, kernel and copy queue on the current stream; only the final stream
   // synchronisation waits (the answer is needed on the host to throw at the call).
-  Allocator& allocator = cuda::device_allocator();
-  auto* first = static_cast<unsigned long long*>(allocator.allocate(sizeof(unsigned long long)));
+  cuda::Scratch first_buffer(sizeof(unsigned long long));
+  auto* first = first_buffer.as<unsigned long long>();
   unsigned long long host = ~0ull;
-  try {
-    MENTOR_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(host), cuda::stream()));
-    cuda::kernels::first_out_of_range_kernel<<<cuda::grid_blocks(n, 256), 256, 0, cuda::stream()>>>(
-        ids, n, upper, first);
-    MENTOR_CUDA_CHECK_LAUNCH("first_out_of_range_kernel");
-    MENTOR_CUDA_CHECK(
-        cudaMemcpyAsync(&host, first, sizeof(host), cudaMemcpyDeviceToHost, cuda::stream()));
-    MENTOR_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
-  } catch (...) {
-    allocator.deallocate(first, sizeof(unsigned long long));
-    throw;
-  }
-  allocator.deallocate(first, sizeof(unsigned long long));
+  MENTOR_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(host), cuda::stream()));
+  cuda::kernels::first_out_of_range_kernel<<<cuda::grid_blocks(n, 256), 256, 0, cuda::stream()>>>(
+      ids, n, upper, first);
+  MENTOR_CUDA_CHECK_LAUNCH("first_out_of_range_kernel");
+  MENTOR_CUDA_CHECK(
+      cudaMemcpyAsync(&host, first, sizeof(host), cudaMemcpyDeviceToHost, cuda::stream()));
+  MENTOR_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
   return host == ~0ull ? -1 : static_cast<int64_t>(host);
 }
 

@@ -9,6 +9,7 @@
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/flash_attention.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/core/cuda_api.hpp"
 
 namespace mentor::cuda {
@@ -87,25 +88,6 @@ void launch_backward(const flash::Params& p) {
   MENTOR_CUDA_CHECK_LAUNCH("flash_backward_kernel");
 }
 
-__global__ void fill_float_kernel(float* dst, int64_t n, float value) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = value;
-}
-
-class Scratch {
- public:
-  explicit Scratch(size_t bytes) : bytes_(bytes), ptr_(device_allocator().allocate(bytes)) {}
-  ~Scratch() { device_allocator().deallocate(ptr_, bytes_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  float* floats() const { return static_cast<float*>(ptr_); }
-
- private:
-  size_t bytes_;
-  void* ptr_;
-};
-
 }  // namespace
 
 bool flash_attention_supported(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
@@ -118,8 +100,7 @@ void flash_attention_forward(const bf16* q, const bf16* k, const bf16* v, const 
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.q_len;
   if (p.kv_len == 0) {
     MENTOR_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(bf16) * rows * shape.head_dim, stream()));
-    fill_float_kernel<<<grid_blocks(rows, 256), 256, 0, stream()>>>(lse, rows, -INFINITY);
-    MENTOR_CUDA_CHECK_LAUNCH("fill_float_kernel");
+    fill<float>(lse, rows, -INFINITY);
     return;
   }
   p.q = device_ptr(q);
@@ -155,7 +136,7 @@ void flash_attention_backward(const bf16* q, const bf16* k, const bf16* v, const
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.q_len;
   Scratch delta(sizeof(float) * static_cast<size_t>(rows));
   Scratch dq_accum(sizeof(float) * static_cast<size_t>(q_elems));
-  MENTOR_CUDA_CHECK(cudaMemsetAsync(dq_accum.floats(), 0, sizeof(float) * q_elems, stream()));
+  MENTOR_CUDA_CHECK(cudaMemsetAsync(dq_accum.as<float>(), 0, sizeof(float) * q_elems, stream()));
   p.q = device_ptr(q);
   p.k = device_ptr(k);
   p.v = device_ptr(v);
@@ -163,8 +144,8 @@ void flash_attention_backward(const bf16* q, const bf16* k, const bf16* v, const
   p.grad_out = device_ptr(grad_out);
   p.key_start = key_start;
   p.lse = const_cast<float*>(lse);
-  p.delta = delta.floats();
-  p.dq_accum = dq_accum.floats();
+  p.delta = delta.as<float>();
+  p.dq_accum = dq_accum.as<float>();
   p.dk = device_ptr(grad_k);
   p.dv = device_ptr(grad_v);
   if (D == 64) {
@@ -173,7 +154,7 @@ void flash_attention_backward(const bf16* q, const bf16* k, const bf16* v, const
     launch_backward<128>(p);
   }
   flash::flash_backward_finish_kernel<<<grid_blocks(q_elems, 256), 256, 0, stream()>>>(
-      dq_accum.floats(), p.scale, device_ptr(grad_q), q_elems);
+      dq_accum.as<float>(), p.scale, device_ptr(grad_q), q_elems);
   MENTOR_CUDA_CHECK_LAUNCH("flash_backward_finish_kernel");
 }
 

@@ -1,94 +1,18 @@
-// Fused kernels of fused.hpp that are not row normalisations, cross-entropy or attention:
-// SwiGLU forward/backward and the multi-tensor AdamW step (plus the global gradient norm).
+// The multi-tensor AdamW step of fused.hpp (plus the global gradient norm for clipping).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
 #include <memory>
 #include <vector>
 
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
-#include "mentor/core/cuda_api.hpp"
+#include "mentor/backend/cuda/scratch.hpp"
 
 namespace mentor::cuda {
 
 namespace {
-
-// ---- SwiGLU ----------------------------------------------------------------------------------
-__device__ __forceinline__ float sigmoid_of(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-// Element (r, c) of `rows` rows of C; kVector: 16-byte packs (C, pitches and pointers allow it).
-template <class T, bool kVector>
-__global__ void swiglu_forward_kernel(const T* __restrict__ gate, int64_t gate_pitch,
-                                      const T* __restrict__ up, int64_t up_pitch, T* __restrict__ y,
-                                      int64_t rows, int64_t C) {
-  constexpr int V = kVector ? Pack16<T>::kSize : 1;
-  const int64_t per_row = C / V, total = rows * per_row;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / per_row, c = (i % per_row) * V;
-    if constexpr (kVector) {
-      const Pack16<T> a = load16(gate + r * gate_pitch + c), b = load16(up + r * up_pitch + c);
-      Pack16<T> out;
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const float x = to_acc(a.elem[e]);
-        out.elem[e] = from_acc<T>(x * sigmoid_of(x) * to_acc(b.elem[e]));
-      }
-      store16(y + r * C + c, out);
-    } else {
-      const float x = to_acc(gate[r * gate_pitch + c]);
-      y[r * C + c] = from_acc<T>(x * sigmoid_of(x) * to_acc(up[r * up_pitch + c]));
-    }
-  }
-}
-
-template <class T, bool kVector>
-__global__ void swiglu_backward_kernel(const T* __restrict__ gate, int64_t gate_pitch,
-                                       const T* __restrict__ up, int64_t up_pitch,
-                                       const T* __restrict__ gy, T* __restrict__ g_gate,
-                                       int64_t g_gate_pitch, T* __restrict__ g_up,
-                                       int64_t g_up_pitch, int64_t rows, int64_t C) {
-  constexpr int V = kVector ? Pack16<T>::kSize : 1;
-  const int64_t per_row = C / V, total = rows * per_row;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / per_row, c = (i % per_row) * V;
-    if constexpr (kVector) {
-      const Pack16<T> a = load16(gate + r * gate_pitch + c), b = load16(up + r * up_pitch + c);
-      const Pack16<T> g = load16(gy + r * C + c);
-      Pack16<T> da, db;
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const float x = to_acc(a.elem[e]), s = sigmoid_of(x), gv = to_acc(g.elem[e]);
-        da.elem[e] = from_acc<T>(gv * to_acc(b.elem[e]) * s * (1.0f + x * (1.0f - s)));
-        db.elem[e] = from_acc<T>(gv * x * s);
-      }
-      store16(g_gate + r * g_gate_pitch + c, da);
-      store16(g_up + r * g_up_pitch + c, db);
-    } else {
-      const float x = to_acc(gate[r * gate_pitch + c]), s = sigmoid_of(x);
-      const float gv = to_acc(gy[r * C + c]);
-      g_gate[r * g_gate_pitch + c] =
-          from_acc<T>(gv * to_acc(up[r * up_pitch + c]) * s * (1.0f + x * (1.0f - s)));
-      g_up[r * g_up_pitch + c] = from_acc<T>(gv * x * s);
-    }
-  }
-}
-
-template <class T>
-bool pack_friendly(int64_t C, std::initializer_list<int64_t> pitches,
-                   std::initializer_list<const void*> pointers) {
-  constexpr int V = 16 / sizeof(T);
-  if (C % V != 0) return false;
-  for (int64_t pitch : pitches)
-    if (pitch % V != 0) return false;
-  for (const void* p : pointers)
-    if (!is_aligned(p, 16)) return false;
-  return true;
-}
 
 // ---- multi-tensor AdamW -----------------------------------------------------------------------
 constexpr int kMaxTensors = 384;   // per launch: the table travels as a kernel parameter
@@ -208,43 +132,6 @@ void for_each_table(int64_t count, Fill&& fill, Launch&& launch) {
 
 }  // namespace
 
-// ---- SwiGLU launchers -------------------------------------------------------------------------
-template <class T>
-void swiglu_forward(const T* gate, int64_t gate_pitch, const T* up, int64_t up_pitch, T* y,
-                    int64_t rows, int64_t C) {
-  using DT = device_t<T>;
-  if (rows <= 0 || C <= 0) return;
-  if (pack_friendly<DT>(C, {gate_pitch, up_pitch}, {gate, up, y})) {
-    swiglu_forward_kernel<DT, true>
-        <<<grid_blocks(rows * C / Pack16<DT>::kSize, 256), 256, 0, stream()>>>(
-            device_ptr(gate), gate_pitch, device_ptr(up), up_pitch, device_ptr(y), rows, C);
-  } else {
-    swiglu_forward_kernel<DT, false><<<grid_blocks(rows * C, 256), 256, 0, stream()>>>(
-        device_ptr(gate), gate_pitch, device_ptr(up), up_pitch, device_ptr(y), rows, C);
-  }
-  MENTOR_CUDA_CHECK_LAUNCH("swiglu_forward_kernel");
-}
-
-template <class T>
-void swiglu_backward(const T* gate, int64_t gate_pitch, const T* up, int64_t up_pitch,
-                     const T* grad_y, T* grad_gate, int64_t grad_gate_pitch, T* grad_up,
-                     int64_t grad_up_pitch, int64_t rows, int64_t C) {
-  using DT = device_t<T>;
-  if (rows <= 0 || C <= 0) return;
-  if (pack_friendly<DT>(C, {gate_pitch, up_pitch, grad_gate_pitch, grad_up_pitch},
-                        {gate, up, grad_y, grad_gate, grad_up})) {
-    swiglu_backward_kernel<DT, true>
-        <<<grid_blocks(rows * C / Pack16<DT>::kSize, 256), 256, 0, stream()>>>(
-            device_ptr(gate), gate_pitch, device_ptr(up), up_pitch, device_ptr(grad_y),
-            device_ptr(grad_gate), grad_gate_pitch, device_ptr(grad_up), grad_up_pitch, rows, C);
-  } else {
-    swiglu_backward_kernel<DT, false><<<grid_blocks(rows * C, 256), 256, 0, stream()>>>(
-        device_ptr(gate), gate_pitch, device_ptr(up), up_pitch, device_ptr(grad_y),
-        device_ptr(grad_gate), grad_gate_pitch, device_ptr(grad_up), grad_up_pitch, rows, C);
-  }
-  MENTOR_CUDA_CHECK_LAUNCH("swiglu_backward_kernel");
-}
-
 // ---- AdamW launchers --------------------------------------------------------------------------
 template <class T>
 void adamw_multi_tensor(const std::vector<AdamWTensor<T>>& tensors, const AdamWHyper& hyper) {
@@ -290,46 +177,32 @@ void squared_norm_multi_tensor(const std::vector<const T*>& grads,
   using DT = device_t<T>;
   MENTOR_CHECK(grads.size() == numels.size(), "squared_norm_multi_tensor: ", grads.size(),
                " pointers for ", numels.size(), " sizes");
-  Allocator& allocator = device_allocator();
-  double* total = static_cast<double*>(allocator.allocate(sizeof(double)));
-  MENTOR_CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof(double), stream()));
-  try {
-    for_each_table<DT>(
-        static_cast<int64_t>(grads.size()),
-        [&](TensorTable<DT>& table, int slot, int64_t index) {
-          const int64_t numel = numels[static_cast<size_t>(index)];
-          if (numel <= 0) return int64_t{0};
-          table.grad[slot] = device_ptr(grads[static_cast<size_t>(index)]);
-          return numel;
-        },
-        [&](const TensorTable<DT>& table, int64_t blocks) {
-          const size_t bytes = sizeof(double) * static_cast<size_t>(blocks);
-          double* partial = static_cast<double*>(allocator.allocate(bytes));
-          squared_norm_kernel<DT>
-              <<<static_cast<unsigned>(blocks), kAdamThreads, 0, stream()>>>(table, partial);
-          cudaError_t status = cudaGetLastError();
-          if (status == cudaSuccess) {
-            sum_partials_kernel<<<1, 1024, 0, stream()>>>(partial, blocks, total, true);
-            status = cudaGetLastError();
-          }
-          allocator.deallocate(partial, bytes);
-          detail::check_cuda(status, "squared_norm_kernel", __FILE__, __LINE__);
-        });
-    double_to_float_kernel<<<1, 1, 0, stream()>>>(total, out);
-    MENTOR_CUDA_CHECK_LAUNCH("double_to_float_kernel");
-  } catch (...) {
-    allocator.deallocate(total, sizeof(double));
-    throw;
-  }
-  allocator.deallocate(total, sizeof(double));
+  Scratch total(sizeof(double));
+  MENTOR_CUDA_CHECK(cudaMemsetAsync(total.as<double>(), 0, sizeof(double), stream()));
+  for_each_table<DT>(
+      static_cast<int64_t>(grads.size()),
+      [&](TensorTable<DT>& table, int slot, int64_t index) {
+        const int64_t numel = numels[static_cast<size_t>(index)];
+        if (numel <= 0) return int64_t{0};
+        table.grad[slot] = device_ptr(grads[static_cast<size_t>(index)]);
+        return numel;
+      },
+      [&](const TensorTable<DT>& table, int64_t blocks) {
+        Scratch partial(sizeof(double) * static_cast<size_t>(blocks));
+        squared_norm_kernel<DT><<<static_cast<unsigned>(blocks), kAdamThreads, 0, stream()>>>(
+            table, partial.as<double>());
+        MENTOR_CUDA_CHECK_LAUNCH("squared_norm_kernel");
+        sum_partials_kernel<<<1, 1024, 0, stream()>>>(partial.as<double>(), blocks,
+                                                      total.as<double>(), true);
+        MENTOR_CUDA_CHECK_LAUNCH("sum_partials_kernel");
+      });
+  double_to_float_kernel<<<1, 1, 0, stream()>>>(total.as<double>(), out);
+  MENTOR_CUDA_CHECK_LAUNCH("double_to_float_kernel");
 }
 
-#define MENTOR_INSTANTIATE_FUSED(T)                                                             \
-  template void swiglu_forward<T>(const T*, int64_t, const T*, int64_t, T*, int64_t, int64_t);  \
-  template void swiglu_backward<T>(const T*, int64_t, const T*, int64_t, const T*, T*, int64_t, \
-                                   T*, int64_t, int64_t, int64_t);                              \
-  template void adamw_multi_tensor<T>(const std::vector<AdamWTensor<T>>&, const AdamWHyper&);   \
-  template void squared_norm_multi_tensor<T>(const std::vector<const T*>&,                      \
+#define MENTOR_INSTANTIATE_FUSED(T)                                                           \
+  template void adamw_multi_tensor<T>(const std::vector<AdamWTensor<T>>&, const AdamWHyper&); \
+  template void squared_norm_multi_tensor<T>(const std::vector<const T*>&,                    \
                                              const std::vector<int64_t>&, float*);
 MENTOR_INSTANTIATE_FUSED(float)
 MENTOR_INSTANTIATE_FUSED(bf16)

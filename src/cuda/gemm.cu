@@ -14,6 +14,7 @@
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/gemm.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/matmul.hpp"
 #include "mentor/core/cuda_api.hpp"
 
@@ -76,22 +77,6 @@ struct LtContext {
       cublasLtMatrixLayoutDestroy(entry.second.layout_c);
     }
   }
-};
-
-// cuBLASLt's workspace, taken from the caching allocator on the current stream for each call and
-// given back when the call is queued. Eager GEMMs thus reuse their own stream's cached block
-// (stream order makes the reuse safe); under graph capture it comes from the graph's pool, so a
-// replay (on any stream) never shares its workspace with eager GEMMs or with another graph.
-class Workspace {
- public:
-  Workspace() : ptr_(device_allocator().allocate(kWorkspaceBytes)) {}
-  ~Workspace() { device_allocator().deallocate(ptr_, kWorkspaceBytes); }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* get() const { return ptr_; }
-
- private:
-  void* ptr_;
 };
 
 LtContext& lt_context() {
@@ -248,16 +233,20 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
                                                        &bias, sizeof(bias)));
   }
   cudaStream_t s = stream();
-  Workspace workspace;
+  // cuBLASLt's workspace, taken from the caching allocator on the current stream for each call and
+  // given back when the call is queued. Eager GEMMs thus reuse their own stream's cached block
+  // (stream order makes the reuse safe); under graph capture it comes from the graph's pool, so a
+  // replay (on any stream) never shares its workspace with eager GEMMs or with another graph.
+  Scratch workspace(kWorkspaceBytes);
   if constexpr (std::is_same_v<T, double>) {
     double alpha64 = alpha, beta64 = beta;
     MENTOR_CUBLAS_CHECK(cublasLtMatmul(
         ctx.handle, plan.desc, &alpha64, b, plan.layout_first, a, plan.layout_second, &beta64, c,
-        plan.layout_c, c, plan.layout_c, &plan.algo, workspace.get(), kWorkspaceBytes, s));
+        plan.layout_c, c, plan.layout_c, &plan.algo, workspace.as<void>(), kWorkspaceBytes, s));
   } else {
     MENTOR_CUBLAS_CHECK(cublasLtMatmul(
         ctx.handle, plan.desc, &alpha, b, plan.layout_first, a, plan.layout_second, &beta, c,
-        plan.layout_c, c, plan.layout_c, &plan.algo, workspace.get(), kWorkspaceBytes, s));
+        plan.layout_c, c, plan.layout_c, &plan.algo, workspace.as<void>(), kWorkspaceBytes, s));
   }
 }
 
@@ -359,19 +348,13 @@ void column_sums(const T* x, T* out, int64_t rows, int64_t cols) {
       1, std::min<int64_t>({ceil_div(target, col_blocks), ceil_div(rows, 64), 65535}));
   const int64_t rows_per_split = ceil_div(rows, splits);
   splits = ceil_div(rows, rows_per_split);
-  const size_t bytes = sizeof(float) * static_cast<size_t>(splits * cols);
-  Allocator& allocator = device_allocator();
-  float* partial = static_cast<float*>(allocator.allocate(bytes));
+  Scratch partial(sizeof(float) * static_cast<size_t>(splits * cols));
   column_partial_kernel<DT>
       <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(splits)), dim3(32, 8), 0,
-         stream()>>>(device_ptr(x), rows, cols, rows_per_split, partial);
-  cudaError_t launch = cudaGetLastError();
-  if (launch == cudaSuccess) {
-    column_finish_kernel<DT>
-        <<<grid_blocks(cols, 256), 256, 0, stream()>>>(partial, splits, cols, device_ptr(out));
-  }
-  allocator.deallocate(partial, bytes);  // stream-ordered: reused only after these kernels
-  detail::check_cuda(launch, "column_partial_kernel", __FILE__, __LINE__);
+         stream()>>>(device_ptr(x), rows, cols, rows_per_split, partial.as<float>());
+  MENTOR_CUDA_CHECK_LAUNCH("column_partial_kernel");
+  column_finish_kernel<DT><<<grid_blocks(cols, 256), 256, 0, stream()>>>(
+      partial.as<float>(), splits, cols, device_ptr(out));
   MENTOR_CUDA_CHECK_LAUNCH("column_finish_kernel");
 }
 

@@ -10,6 +10,7 @@
 #include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/loss.hpp"
 #include "mentor/core/cuda_api.hpp"
 
@@ -83,7 +84,7 @@ __global__ void xent_forward_kernel(XentForwardArgs<T> a) {
     }
     for (int64_t v = tail_begin + G::lane(); v < a.vocab; v += kGroup)
       st = max_sum_add(st, to_acc(row[v]));
-    st = group_max_sum<kGroup>(st, scratch);
+    st = G::max_sum(st, scratch);
     if (G::lane() == 0) {
       const float row_lse = st.m + logf(st.s);
       a.lse[r] = row_lse;
@@ -102,26 +103,26 @@ __global__ void xent_forward_kernel(XentForwardArgs<T> a) {
   }
 }
 
+// launch_rows for the kernels that read whole 16-byte packs when `vector`: calls
+// launch.template operator()<kGroup, kVector>(blocks).
+template <class Launch>
+void launch_xent_rows(int64_t vocab, int64_t rows, bool vector, Launch&& launch) {
+  launch_rows(vocab, rows, [&]<int kGroup>(unsigned blocks) {
+    if (vector) {
+      launch.template operator()<kGroup, true>(blocks);
+    } else {
+      launch.template operator()<kGroup, false>(blocks);
+    }
+  });
+}
+
 template <class T>
 void launch_xent_forward(const XentForwardArgs<T>& a) {
   if (a.rows <= 0) return;
   const bool vector = a.vocab % Pack16<T>::kSize == 0 && is_aligned(a.logits, 16);
-  if (row_group_size(a.vocab) == 32) {
-    if (vector) {
-      xent_forward_kernel<32, T, true>
-          <<<row_blocks<32>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-    } else {
-      xent_forward_kernel<32, T, false>
-          <<<row_blocks<32>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-    }
-  } else {
-    const unsigned blocks = row_blocks<kRowBlockThreads>(a.rows);
-    if (vector) {
-      xent_forward_kernel<kRowBlockThreads, T, true><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
-    } else {
-      xent_forward_kernel<kRowBlockThreads, T, false><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
-    }
-  }
+  launch_xent_rows(a.vocab, a.rows, vector, [&]<int kGroup, bool kVector>(unsigned blocks) {
+    xent_forward_kernel<kGroup, T, kVector><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
+  });
   MENTOR_CUDA_CHECK_LAUNCH("xent_forward_kernel");
 }
 
@@ -220,23 +221,9 @@ void launch_xent_backward(const XentBackwardArgs<T>& a) {
   if (a.rows <= 0) return;
   const bool vector =
       a.vocab % Pack16<T>::kSize == 0 && is_aligned(a.logits, 16) && is_aligned(a.grad, 16);
-  if (row_group_size(a.vocab) == 32) {
-    if (vector) {
-      xent_backward_kernel<32, T, true>
-          <<<row_blocks<32>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-    } else {
-      xent_backward_kernel<32, T, false>
-          <<<row_blocks<32>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-    }
-  } else {
-    const unsigned blocks = row_blocks<kRowBlockThreads>(a.rows);
-    if (vector) {
-      xent_backward_kernel<kRowBlockThreads, T, true><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
-    } else {
-      xent_backward_kernel<kRowBlockThreads, T, false>
-          <<<blocks, kRowBlockThreads, 0, stream()>>>(a);
-    }
-  }
+  launch_xent_rows(a.vocab, a.rows, vector, [&]<int kGroup, bool kVector>(unsigned blocks) {
+    xent_backward_kernel<kGroup, T, kVector><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
+  });
   MENTOR_CUDA_CHECK_LAUNCH("xent_backward_kernel");
 }
 
@@ -250,9 +237,7 @@ void cuda::cross_entropy_forward(const T* logits, const int64_t* targets, const 
                                  acc_t<T>* lse, acc_t<T>* inv_denom, T* loss) {
   using DT = cuda::device_t<T>;
   const int64_t rps = rows_per_sample > 0 ? rows_per_sample : 1;
-  const size_t bytes = sizeof(float) * static_cast<size_t>(rows > 0 ? rows : 1);
-  Allocator& allocator = cuda::device_allocator();
-  float* row_loss = static_cast<float*>(allocator.allocate(bytes));
+  cuda::Scratch row_loss(sizeof(float) * static_cast<size_t>(rows > 0 ? rows : 1));
   cuda::kernels::XentForwardArgs<DT> a{cuda::device_ptr(logits),
                                        targets,
                                        cuda::device_ptr(valid),
@@ -262,18 +247,12 @@ void cuda::cross_entropy_forward(const T* logits, const int64_t* targets, const 
                                        INT64_MIN,
                                        NAN,
                                        lse,
-                                       row_loss};
-  try {
-    cuda::kernels::launch_xent_forward(a);
-    cuda::kernels::xent_finish_kernel<DT><<<1, 1024, 0, cuda::stream()>>>(
-        row_loss, rows, cuda::device_ptr(valid), valid != nullptr ? rows / rps : 0, rps, inv_denom,
-        cuda::device_ptr(loss));
-    MENTOR_CUDA_CHECK_LAUNCH("xent_finish_kernel");
-  } catch (...) {
-    allocator.deallocate(row_loss, bytes);
-    throw;
-  }
-  allocator.deallocate(row_loss, bytes);
+                                       row_loss.as<float>()};
+  cuda::kernels::launch_xent_forward(a);
+  cuda::kernels::xent_finish_kernel<DT><<<1, 1024, 0, cuda::stream()>>>(
+      row_loss.as<float>(), rows, cuda::device_ptr(valid), valid != nullptr ? rows / rps : 0, rps,
+      inv_denom, cuda::device_ptr(loss));
+  MENTOR_CUDA_CHECK_LAUNCH("xent_finish_kernel");
 }
 
 template <class T>

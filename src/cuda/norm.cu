@@ -1,13 +1,13 @@
-// Launchers of ops/norm.hpp (RMSNorm, LayerNorm, GroupNorm; forward and backward) and the fused
-// RMSNorm-with-residual of fused.hpp. float and bf16, statistics in float (GroupNorm: double).
+// Launchers of ops/norm.hpp (RMSNorm, LayerNorm, GroupNorm; forward and backward). float and bf16,
+// statistics in float (GroupNorm: double).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <initializer_list>
 #include <memory>
 
-#include "mentor/backend/cuda/fused.hpp"
 #include "mentor/backend/cuda/kernels/norm.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/norm.hpp"
 #include "mentor/core/cuda_api.hpp"
 
@@ -15,22 +15,6 @@ namespace mentor {
 
 namespace cuda::kernels {
 namespace {
-
-class Scratch {
- public:
-  explicit Scratch(size_t bytes) : bytes_(bytes), ptr_(device_allocator().allocate(bytes)) {}
-  ~Scratch() { device_allocator().deallocate(ptr_, bytes_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <class U>
-  U* as() const {
-    return static_cast<U*>(ptr_);
-  }
-
- private:
-  size_t bytes_;
-  void* ptr_;
-};
 
 constexpr int kMaxPacks = 8;
 
@@ -58,53 +42,27 @@ void launch_backward_vec(const NormBackwardArgs<T>& a) {
   MENTOR_CUDA_CHECK_LAUNCH("norm_backward_vec_kernel");
 }
 
-// Calls fn.template operator()<kPacks>() with the pack count rows of C elements need.
-template <class T, class F>
+// Calls fn.template operator()<kPacks>() with the packs per lane that rows of C elements need (1 to
+// kMaxPacks: vector_rows accepted them).
+template <class T, int kPacks = 1, class F>
 void dispatch_packs(int64_t C, F&& fn) {
   constexpr int V = 16 / sizeof(T);
-  const int64_t packs_per_lane = ceil_div(C / V, 32);
-  switch (packs_per_lane) {
-    case 1:
-      fn.template operator()<1>();
-      break;
-    case 2:
-      fn.template operator()<2>();
-      break;
-    case 3:
-      fn.template operator()<3>();
-      break;
-    case 4:
-      fn.template operator()<4>();
-      break;
-    case 5:
-      fn.template operator()<5>();
-      break;
-    case 6:
-      fn.template operator()<6>();
-      break;
-    case 7:
-      fn.template operator()<7>();
-      break;
-    default:
-      fn.template operator()<8>();
-      break;
+  if constexpr (kPacks < kMaxPacks) {
+    if (ceil_div(C / V, 32) > kPacks) return dispatch_packs<T, kPacks + 1>(C, fn);
   }
+  fn.template operator()<kPacks>();
 }
 
 template <NormKind K, class T>
 void norm_forward(const NormForwardArgs<T>& a) {
   if (a.rows <= 0 || a.C <= 0) return;
-  if (vector_rows<T>(a.C, {a.x, a.residual, a.h_out, a.y, a.weight, a.bias})) {
+  if (vector_rows<T>(a.C, {a.x, a.y, a.weight, a.bias})) {
     dispatch_packs<T>(a.C, [&]<int kPacks>() { launch_forward_vec<K, T, kPacks>(a); });
     return;
   }
-  if (row_group_size(a.C) == 32) {
-    norm_forward_generic_kernel<32, K, T>
-        <<<row_blocks<32>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-  } else {
-    norm_forward_generic_kernel<kRowBlockThreads, K, T>
-        <<<row_blocks<kRowBlockThreads>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-  }
+  launch_rows(a.C, a.rows, [&]<int kGroup>(unsigned blocks) {
+    norm_forward_generic_kernel<kGroup, K, T><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
+  });
   MENTOR_CUDA_CHECK_LAUNCH("norm_forward_generic_kernel");
 }
 
@@ -127,16 +85,12 @@ void norm_backward(NormBackwardArgs<T> a, T* grad_weight, T* grad_bias) {
     a.rstd = stats->as<float>();
     a.mean = K == NormKind::Layer ? stats->as<float>() + a.rows : nullptr;
   }
-  if (vector_rows<T>(a.C, {a.h, a.grad_y, a.grad_h_in, a.grad_h})) {
+  if (vector_rows<T>(a.C, {a.h, a.grad_y, a.grad_h})) {
     dispatch_packs<T>(a.C, [&]<int kPacks>() { launch_backward_vec<K, T, kPacks>(a); });
   } else {
-    if (row_group_size(a.C) == 32) {
-      norm_backward_generic_kernel<32, K, T>
-          <<<row_blocks<32>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-    } else {
-      norm_backward_generic_kernel<kRowBlockThreads, K, T>
-          <<<row_blocks<kRowBlockThreads>(a.rows), kRowBlockThreads, 0, stream()>>>(a);
-    }
+    launch_rows(a.C, a.rows, [&]<int kGroup>(unsigned blocks) {
+      norm_backward_generic_kernel<kGroup, K, T><<<blocks, kRowBlockThreads, 0, stream()>>>(a);
+    });
     MENTOR_CUDA_CHECK_LAUNCH("norm_backward_generic_kernel");
   }
   if (!want_params) return;
@@ -325,16 +279,13 @@ void group_stats(const T* x, int64_t groups_total, int64_t group_size, float eps
 // ---- ops/norm.hpp ------------------------------------------------------------------------------
 template <class T>
 void cuda::rms_norm_forward(const T* x, const T* weight, T* y, int64_t rows, int64_t C, float eps) {
-  using DT = cuda::device_t<T>;
-  cuda::kernels::NormForwardArgs<DT> a{cuda::device_ptr(x),
-                                       nullptr,
-                                       cuda::device_ptr(weight),
-                                       nullptr,
-                                       nullptr,
-                                       cuda::device_ptr(y),
-                                       rows,
-                                       cuda::kernels::checked_channels(C, "rms_norm"),
-                                       eps};
+  cuda::kernels::NormForwardArgs<cuda::device_t<T>> a{
+      .x = cuda::device_ptr(x),
+      .weight = cuda::device_ptr(weight),
+      .y = cuda::device_ptr(y),
+      .rows = rows,
+      .C = cuda::kernels::checked_channels(C, "rms_norm"),
+      .eps = eps};
   cuda::kernels::norm_forward<cuda::kernels::NormKind::Rms>(a);
 }
 
@@ -342,16 +293,13 @@ template <class T>
 void cuda::rms_norm_backward(const T* x, const T* weight, const T* grad_y, T* grad_x,
                              T* grad_weight, int64_t rows, int64_t C, float eps) {
   using DT = cuda::device_t<T>;
-  cuda::kernels::NormBackwardArgs<DT> a{cuda::device_ptr(x),
-                                        cuda::device_ptr(weight),
-                                        cuda::device_ptr(grad_y),
-                                        nullptr,
-                                        cuda::device_ptr(grad_x),
-                                        nullptr,
-                                        nullptr,
-                                        rows,
-                                        cuda::kernels::checked_channels(C, "rms_norm"),
-                                        eps};
+  cuda::kernels::NormBackwardArgs<DT> a{.h = cuda::device_ptr(x),
+                                        .weight = cuda::device_ptr(weight),
+                                        .grad_y = cuda::device_ptr(grad_y),
+                                        .grad_h = cuda::device_ptr(grad_x),
+                                        .rows = rows,
+                                        .C = cuda::kernels::checked_channels(C, "rms_norm"),
+                                        .eps = eps};
   cuda::kernels::norm_backward<cuda::kernels::NormKind::Rms>(
       a, weight != nullptr ? cuda::device_ptr(grad_weight) : nullptr, static_cast<DT*>(nullptr));
 }
@@ -359,33 +307,28 @@ void cuda::rms_norm_backward(const T* x, const T* weight, const T* grad_y, T* gr
 template <class T>
 void cuda::layer_norm_forward(const T* x, const T* weight, const T* bias, T* y, int64_t rows,
                               int64_t C, float eps) {
-  using DT = cuda::device_t<T>;
-  cuda::kernels::NormForwardArgs<DT> a{cuda::device_ptr(x),
-                                       nullptr,
-                                       cuda::device_ptr(weight),
-                                       cuda::device_ptr(bias),
-                                       nullptr,
-                                       cuda::device_ptr(y),
-                                       rows,
-                                       cuda::kernels::checked_channels(C, "layer_norm"),
-                                       eps};
+  cuda::kernels::NormForwardArgs<cuda::device_t<T>> a{
+      .x = cuda::device_ptr(x),
+      .weight = cuda::device_ptr(weight),
+      .bias = cuda::device_ptr(bias),
+      .y = cuda::device_ptr(y),
+      .rows = rows,
+      .C = cuda::kernels::checked_channels(C, "layer_norm"),
+      .eps = eps};
   cuda::kernels::norm_forward<cuda::kernels::NormKind::Layer>(a);
 }
 
 template <class T>
 void cuda::layer_norm_backward(const T* x, const T* weight, const T* grad_y, T* grad_x,
                                T* grad_weight, T* grad_bias, int64_t rows, int64_t C, float eps) {
-  using DT = cuda::device_t<T>;
-  cuda::kernels::NormBackwardArgs<DT> a{cuda::device_ptr(x),
-                                        cuda::device_ptr(weight),
-                                        cuda::device_ptr(grad_y),
-                                        nullptr,
-                                        cuda::device_ptr(grad_x),
-                                        nullptr,
-                                        nullptr,
-                                        rows,
-                                        cuda::kernels::checked_channels(C, "layer_norm"),
-                                        eps};
+  cuda::kernels::NormBackwardArgs<cuda::device_t<T>> a{
+      .h = cuda::device_ptr(x),
+      .weight = cuda::device_ptr(weight),
+      .grad_y = cuda::device_ptr(grad_y),
+      .grad_h = cuda::device_ptr(grad_x),
+      .rows = rows,
+      .C = cuda::kernels::checked_channels(C, "layer_norm"),
+      .eps = eps};
   cuda::kernels::norm_backward<cuda::kernels::NormKind::Layer>(a, cuda::device_ptr(grad_weight),
                                                                cuda::device_ptr(grad_bias));
 }
@@ -398,7 +341,7 @@ void cuda::group_norm_forward(const T* x_in, const T* weight, const T* bias, T* 
   const int64_t groups_total = N * groups, group_size = (C / groups) * spatial;
   const int64_t total = N * C * spatial;
   if (total <= 0) return;
-  cuda::kernels::Scratch stats(sizeof(float) * 2 * static_cast<size_t>(groups_total));
+  cuda::Scratch stats(sizeof(float) * 2 * static_cast<size_t>(groups_total));
   float* mean = stats.as<float>();
   float* rstd = mean + groups_total;
   cuda::kernels::group_stats(x, groups_total, group_size, eps, mean, rstd);
@@ -428,7 +371,7 @@ void cuda::group_norm_backward(const T* x_in, const T* weight_in, const T* grad_
     return;
   }
   MENTOR_CHECK(N * C <= 0x7fffffff, "group_norm: too many (sample, channel) pairs");
-  cuda::kernels::Scratch buffers(sizeof(float) * static_cast<size_t>(4 * groups_total + 2 * N * C));
+  cuda::Scratch buffers(sizeof(float) * static_cast<size_t>(4 * groups_total + 2 * N * C));
   float* mean = buffers.as<float>();
   float* rstd = mean + groups_total;
   float* coeff_a = rstd + groups_total;
@@ -462,44 +405,6 @@ void cuda::group_norm_backward(const T* x_in, const T* weight_in, const T* grad_
   }
 }
 
-// ---- fused.hpp ---------------------------------------------------------------------------------
-template <class T>
-void cuda::rms_norm_residual_forward(const T* x, const T* residual, const T* weight, T* h_out, T* y,
-                                     int64_t rows, int64_t C, float eps) {
-  using DT = cuda::device_t<T>;
-  MENTOR_CHECK(residual == nullptr || h_out != nullptr,
-               "rms_norm_residual_forward: a residual needs h_out");
-  cuda::kernels::NormForwardArgs<DT> a{cuda::device_ptr(x),
-                                       cuda::device_ptr(residual),
-                                       cuda::device_ptr(weight),
-                                       nullptr,
-                                       cuda::device_ptr(h_out),
-                                       cuda::device_ptr(y),
-                                       rows,
-                                       cuda::kernels::checked_channels(C, "rms_norm_residual"),
-                                       eps};
-  cuda::kernels::norm_forward<cuda::kernels::NormKind::Rms>(a);
-}
-
-template <class T>
-void cuda::rms_norm_residual_backward(const T* h, const T* weight, const T* grad_y,
-                                      const T* grad_h_in, T* grad_h, T* grad_weight, int64_t rows,
-                                      int64_t C, float eps) {
-  using DT = cuda::device_t<T>;
-  cuda::kernels::NormBackwardArgs<DT> a{cuda::device_ptr(h),
-                                        cuda::device_ptr(weight),
-                                        cuda::device_ptr(grad_y),
-                                        cuda::device_ptr(grad_h_in),
-                                        cuda::device_ptr(grad_h),
-                                        nullptr,
-                                        nullptr,
-                                        rows,
-                                        cuda::kernels::checked_channels(C, "rms_norm_residual"),
-                                        eps};
-  cuda::kernels::norm_backward<cuda::kernels::NormKind::Rms>(
-      a, weight != nullptr ? cuda::device_ptr(grad_weight) : nullptr, static_cast<DT*>(nullptr));
-}
-
 #define MENTOR_INSTANTIATE_NORM(T)                                                                 \
   template void cuda::rms_norm_forward<T>(const T*, const T*, T*, int64_t, int64_t, float);        \
   template void cuda::rms_norm_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, \
@@ -511,11 +416,7 @@ void cuda::rms_norm_residual_backward(const T* h, const T* weight, const T* grad
   template void cuda::group_norm_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t,    \
                                             int64_t, int64_t, float);                              \
   template void cuda::group_norm_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,    \
-                                             int64_t, int64_t, int64_t, float);                    \
-  template void cuda::rms_norm_residual_forward<T>(const T*, const T*, const T*, T*, T*, int64_t,  \
-                                                   int64_t, float);                                \
-  template void cuda::rms_norm_residual_backward<T>(const T*, const T*, const T*, const T*, T*,    \
-                                                    T*, int64_t, int64_t, float);
+                                             int64_t, int64_t, int64_t, float);
 MENTOR_INSTANTIATE_NORM(float)
 MENTOR_INSTANTIATE_NORM(bf16)
 

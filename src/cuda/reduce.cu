@@ -6,34 +6,16 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/rows.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/backend/launch/reduce.hpp"
-#include "mentor/core/cuda_api.hpp"
 
 namespace mentor {
 
 namespace cuda::kernels {
 namespace {
-
-// A device buffer from the caching allocator, released (stream-ordered) at scope exit.
-class Scratch {
- public:
-  explicit Scratch(size_t bytes) : bytes_(bytes), ptr_(device_allocator().allocate(bytes)) {}
-  ~Scratch() { device_allocator().deallocate(ptr_, bytes_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <class U>
-  U* as() const {
-    return static_cast<U*>(ptr_);
-  }
-
- private:
-  size_t bytes_;
-  void* ptr_;
-};
 
 // ---- sum over an axis --------------------------------------------------------------------------
 // x [rows, n] (inner == 1): a warp per (row, split); lanes walk the row.
@@ -138,15 +120,8 @@ __global__ void arg_best_rows_kernel(const T* __restrict__ x, int64_t rows, int6
       const float v = to_acc(xr[i]);
       if (best.index == INT64_MAX || better_value(v, best.value, largest)) best = {v, i};
     }
-    best = warp_best(best, largest);
-    if constexpr (kGroup != 32) {
-      const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-      __syncthreads();
-      if (lane == 0) scratch[warp] = best;
-      __syncthreads();
-      best = lane < kGroup / 32 ? scratch[lane] : Best{0.f, INT64_MAX};
-      best = warp_best(best, largest);
-    }
+    best = G::reduce(best, scratch, Best{0.f, INT64_MAX},
+                     [largest](Best v) { return warp_best(v, largest); });
     if (G::lane() == 0) {
       indices[r] = best.index;
       if (values != nullptr) values[r] = xr[best.index];
@@ -226,13 +201,9 @@ void cuda::sum_axis(const T* x_in, T* out_in, int64_t outer, int64_t n, int64_t 
   const int64_t chunk = std::max<int64_t>(1, cuda::ceil_div(n, splits));
   splits = std::max<int64_t>(1, cuda::ceil_div(n, chunk));
   MENTOR_CHECK(out_blocks <= 0x7fffffff, "cuda::sum_axis: ", outputs, " outputs are too many");
-  std::unique_ptr<cuda::kernels::Scratch> partial;
-  double* partial_ptr = nullptr;
-  if (splits > 1) {
-    partial = std::make_unique<cuda::kernels::Scratch>(static_cast<size_t>(splits * outputs) *
-                                                       sizeof(double));
-    partial_ptr = partial->as<double>();
-  }
+  // One split writes the outputs directly (no partial sums: zero bytes, a null buffer).
+  cuda::Scratch partial(splits > 1 ? static_cast<size_t>(splits * outputs) * sizeof(double) : 0);
+  double* partial_ptr = partial.as<double>();
   dim3 grid(static_cast<unsigned>(out_blocks), static_cast<unsigned>(splits));
   if (rows_layout) {
     cuda::kernels::sum_rows_kernel<DT>
@@ -273,9 +244,9 @@ void cuda::topk_rows(const T* x_in, int64_t rows, int64_t n, int64_t k, bool lar
   const int64_t rows_per_pass =
       std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{1} << 30) / n));
   const int64_t items = rows_per_pass * n;
-  cuda::kernels::Scratch keys_in(items * sizeof(float)), keys_out(items * sizeof(float));
-  cuda::kernels::Scratch pos_in(items * sizeof(int32_t)), pos_out(items * sizeof(int32_t));
-  cuda::kernels::Scratch offsets((rows_per_pass + 1) * sizeof(int));
+  cuda::Scratch keys_in(items * sizeof(float)), keys_out(items * sizeof(float));
+  cuda::Scratch pos_in(items * sizeof(int32_t)), pos_out(items * sizeof(int32_t));
+  cuda::Scratch offsets((rows_per_pass + 1) * sizeof(int));
   size_t temp_bytes = 0;
   const cudaStream_t s = cuda::stream();
   auto sort = [&](void* temp, size_t& bytes, int count, int segments) {
@@ -291,7 +262,7 @@ void cuda::topk_rows(const T* x_in, int64_t rows, int64_t n, int64_t k, bool lar
     }
   };
   sort(nullptr, temp_bytes, static_cast<int>(items), static_cast<int>(rows_per_pass));
-  cuda::kernels::Scratch temp(std::max<size_t>(temp_bytes, 1));
+  cuda::Scratch temp(std::max<size_t>(temp_bytes, 1));
   cuda::kernels::segment_offsets_kernel<<<cuda::grid_blocks(rows_per_pass + 1, 256), 256, 0, s>>>(
       offsets.as<int>(), rows_per_pass, n);
   MENTOR_CUDA_CHECK_LAUNCH("segment_offsets_kernel");

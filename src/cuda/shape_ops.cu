@@ -15,15 +15,20 @@ namespace mentor {
 namespace cuda::kernels {
 namespace {
 
+// Offset in x [outer, dim_size, inner] of element i of index_select's output [outer, count, inner].
+__device__ __forceinline__ int64_t selected_offset(int64_t i, const int64_t* __restrict__ ids,
+                                                   int64_t dim_size, int64_t count, int64_t inner) {
+  const int64_t j = i % inner, k = (i / inner) % count, o = i / (inner * count);
+  return (o * dim_size + ids[k]) * inner + j;
+}
+
 template <class E>
 __global__ void index_select_kernel(const E* __restrict__ x, const int64_t* __restrict__ ids,
                                     E* __restrict__ out, int64_t total, int64_t dim_size,
                                     int64_t count, int64_t inner) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t j = i % inner, k = (i / inner) % count, o = i / (inner * count);
-    out[i] = x[(o * dim_size + ids[k]) * inner + j];
-  }
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = x[selected_offset(i, ids, dim_size, count, inner)];
 }
 
 template <class T>
@@ -31,29 +36,23 @@ __global__ void index_add_kernel(const T* __restrict__ g, const int64_t* __restr
                                  float* __restrict__ accum, int64_t total, int64_t dim_size,
                                  int64_t count, int64_t inner) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t j = i % inner, k = (i / inner) % count, o = i / (inner * count);
-    atomicAdd(accum + (o * dim_size + ids[k]) * inner + j, to_acc(g[i]));
-  }
+       i += int64_t(gridDim.x) * blockDim.x)
+    atomicAdd(accum + selected_offset(i, ids, dim_size, count, inner), to_acc(g[i]));
 }
 
-// Shapes of a gather: ids' sizes, x's contiguous strides, the gathered axis.
+// A gather's walk over ids: `rest` maps the position of an id (row-major over ids' shape) to the
+// offset in x (contiguous) of its coordinates on every axis but the gathered one (stride 0 there);
+// the id itself adds id · dim_stride.
 struct GatherGeometry {
-  int rank;
-  int dim;
-  int64_t ids_sizes[kMaxRank];
-  int64_t x_strides[kMaxRank];
+  Indexer<1, int64_t> rest;
+  int64_t dim_stride;
 };
 
 __device__ __forceinline__ int64_t gather_offset(const GatherGeometry& g, int64_t linear,
                                                  int64_t index) {
-  int64_t off = 0;
-  for (int d = g.rank - 1; d >= 0; --d) {
-    const int64_t coord = linear % g.ids_sizes[d];
-    linear /= g.ids_sizes[d];
-    off += (d == g.dim ? index : coord) * g.x_strides[d];
-  }
-  return off;
+  int64_t off[1];
+  g.rest.offsets(linear, off);
+  return off[0] + index * g.dim_stride;
 }
 
 template <class E>
@@ -77,12 +76,8 @@ template <class E, class Index>
 __global__ void where_kernel(const bool* __restrict__ cond, const E* __restrict__ a,
                              const E* __restrict__ b, E* __restrict__ out,
                              Indexer<4, Index> indexer, Index n) {
-  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n;
-       i += Index(gridDim.x) * blockDim.x) {
-    Index off[4];
-    indexer.offsets(i, off);
-    out[off[3]] = cond[off[0]] ? a[off[1]] : b[off[2]];
-  }
+  indexer.for_each(
+      n, [&](Index, const Index(&off)[4]) { out[off[3]] = cond[off[0]] ? a[off[1]] : b[off[2]]; });
 }
 
 // The bits of an element: copies and selections never convert.
@@ -93,15 +88,10 @@ using Bits =
                                           std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>>>;
 
 GatherGeometry gather_geometry(const Shape& x_shape, const Shape& ids_shape, int dim) {
-  GatherGeometry g{};
-  g.rank = ids_shape.rank();
-  g.dim = dim;
-  const Strides xs = contiguous_strides(x_shape);
-  for (int d = 0; d < g.rank; ++d) {
-    g.ids_sizes[d] = ids_shape[d];
-    g.x_strides[d] = xs[d];
-  }
-  return g;
+  Strides rest_strides = contiguous_strides(x_shape);
+  const int64_t dim_stride = rest_strides[dim];
+  rest_strides[dim] = 0;
+  return {Indexer<1, int64_t>(coalesce<1>(ids_shape, {&rest_strides})), dim_stride};
 }
 
 }  // namespace

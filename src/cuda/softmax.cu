@@ -20,9 +20,7 @@ __global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ out
   for (int64_t r = G::first_row(); r < rows; r += G::row_step()) {
     const T* xr = x + r * n;
     T* yr = out + r * n;
-    MaxSum st{-INFINITY, 0.f};
-    for (int64_t i = G::lane(); i < n; i += kGroup) st = max_sum_add(st, to_acc(xr[i]));
-    st = group_max_sum<kGroup>(st, scratch);
+    const MaxSum st = G::row_max_sum(n, scratch, [&](int64_t i) { return to_acc(xr[i]); });
     if (log) {
       const float log_s = logf(st.s);
       for (int64_t i = G::lane(); i < n; i += kGroup)
@@ -46,10 +44,8 @@ __global__ void softmax_backward_rows_kernel(const T* __restrict__ y, const T* _
     const T* yr = y + r * n;
     const T* gr = g + r * n;
     T* out = gx + r * n;
-    float partial = 0.f;
-    for (int64_t i = G::lane(); i < n; i += kGroup)
-      partial += log ? to_acc(gr[i]) : to_acc(gr[i]) * to_acc(yr[i]);
-    const float total = G::sum(partial, scratch);
+    const float total = G::row_sum(
+        n, scratch, [&](int64_t i) { return log ? to_acc(gr[i]) : to_acc(gr[i]) * to_acc(yr[i]); });
     for (int64_t i = G::lane(); i < n; i += kGroup) {
       const float yi = to_acc(yr[i]), gi = to_acc(gr[i]);
       out[i] = from_acc<T>(log ? gi - expf(yi) * total : yi * (gi - total));
@@ -65,12 +61,10 @@ __global__ void l2_normalize_rows_kernel(const T* __restrict__ x, T* __restrict_
   __shared__ float scratch[32];
   for (int64_t r = G::first_row(); r < rows; r += G::row_step()) {
     const T* xr = x + r * n;
-    float partial = 0.f;
-    for (int64_t i = G::lane(); i < n; i += kGroup) {
+    const float norm = sqrtf(G::row_sum(n, scratch, [&](int64_t i) {
       const float v = to_acc(xr[i]);
-      partial += v * v;
-    }
-    const float norm = sqrtf(G::sum(partial, scratch));
+      return v * v;
+    }));
     if (G::lane() == 0) norms[r] = norm;
     const float inv = 1.0f / fmaxf(norm, eps);
     for (int64_t i = G::lane(); i < n; i += kGroup)
@@ -91,9 +85,9 @@ __global__ void l2_normalize_backward_rows_kernel(const T* __restrict__ x,
     T* out = gx + r * n;
     const float norm = norms[r];
     const float inv = 1.0f / fmaxf(norm, eps);
-    float partial = 0.f;
-    for (int64_t i = G::lane(); i < n; i += kGroup) partial += to_acc(gr[i]) * to_acc(xr[i]);
-    const float dot = G::sum(partial, scratch) * inv;  // Σ g·y with y = x / norm
+    // Σ g·y with y = x / norm
+    const float dot =
+        G::row_sum(n, scratch, [&](int64_t i) { return to_acc(gr[i]) * to_acc(xr[i]); }) * inv;
     const bool regular = norm >= eps;
     for (int64_t i = G::lane(); i < n; i += kGroup) {
       const float gi = to_acc(gr[i]);

@@ -12,6 +12,7 @@
 #include "mentor/backend/cuda/check.hpp"
 #include "mentor/backend/cuda/kernels/common.cuh"
 #include "mentor/backend/cuda/kernels/strided.cuh"
+#include "mentor/backend/cuda/scratch.hpp"
 #include "mentor/core/cuda_api.hpp"
 #include "mentor/core/dtype.hpp"
 #include "mentor/core/random.hpp"
@@ -34,12 +35,7 @@ __global__ void fill_kernel(T* dst, int64_t n, T value) {
 // E is a plain word of the copied width (1..16 bytes): copies move bits, never convert.
 template <class E, class Index>
 __global__ void copy_strided_kernel(const E* src, E* dst, Indexer<2, Index> indexer, Index n) {
-  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n;
-       i += Index(gridDim.x) * blockDim.x) {
-    Index off[2];
-    indexer.offsets(i, off);
-    dst[off[1]] = src[off[0]];
-  }
+  indexer.for_each(n, [&](Index, const Index(&off)[2]) { dst[off[1]] = src[off[0]]; });
 }
 
 template <class E>
@@ -117,12 +113,9 @@ __device__ __forceinline__ T store_acc(add_acc_t<T> v) {
 
 template <class T, class Index>
 __global__ void add_strided_kernel(const T* src, T* dst, Indexer<2, Index> indexer, Index n) {
-  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n;
-       i += Index(gridDim.x) * blockDim.x) {
-    Index off[2];
-    indexer.offsets(i, off);
+  indexer.for_each(n, [&](Index, const Index(&off)[2]) {
     dst[off[1]] = store_acc<T>(load_acc(dst[off[1]]) + load_acc(src[off[0]]));
-  }
+  });
 }
 
 // Broadcast reduction dst[m] += sum_r src[m, r], deterministic: no atomics; the order of every
@@ -186,14 +179,11 @@ template <class T>
 __global__ void reduce_add_finish_kernel(const add_acc_t<T>* partial, T* dst,
                                          Indexer<2, uint64_t> kept, uint64_t outputs,
                                          uint64_t splits) {
-  for (uint64_t m = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; m < outputs;
-       m += uint64_t(gridDim.x) * blockDim.x) {
-    uint64_t off[2];
-    kept.offsets(m, off);
+  kept.for_each(outputs, [&](uint64_t m, const uint64_t(&off)[2]) {
     add_acc_t<T> sum = partial[m];
     for (uint64_t y = 1; y < splits; ++y) sum += partial[y * outputs + m];
     dst[off[1]] = store_acc<T>(load_acc(dst[off[1]]) + sum);
-  }
+  });
 }
 
 template <class T>
@@ -245,11 +235,10 @@ void launch_reduce_add(const T* src, const Strides& src_strides, T* dst, const S
   }
   MENTOR_CHECK(out_blocks <= 0x7fffffff, "add_strided: too many outputs (", outputs, ")");
   dim3 grid(static_cast<unsigned>(out_blocks), static_cast<unsigned>(splits));
-  A* partial = nullptr;
-  Allocator& allocator = device_allocator();
-  // Every split writes every output's slot (zero when its range is empty): no memset needed.
-  const size_t partial_bytes = static_cast<size_t>(splits * outputs) * sizeof(A);
-  if (splits > 1) partial = static_cast<A*>(allocator.allocate(partial_bytes));
+  // Every split writes every output's slot (zero when its range is empty): no memset needed. One
+  // split adds into dst directly (zero bytes: no buffer).
+  Scratch partial_sums(splits > 1 ? static_cast<size_t>(splits * outputs) * sizeof(A) : 0);
+  A* partial = partial_sums.as<A>();
   Indexer<2, uint64_t> kept_indexer(kept);
   Indexer<1, uint64_t> reduced_indexer(reduced);
   if (along_x) {
@@ -264,7 +253,6 @@ void launch_reduce_add(const T* src, const Strides& src_strides, T* dst, const S
     reduce_add_finish_kernel<T><<<grid_blocks(outputs, kThreads), kThreads, 0, stream()>>>(
         partial, dst, kept_indexer, outputs, static_cast<uint64_t>(splits));
     MENTOR_CUDA_CHECK_LAUNCH("reduce_add_finish_kernel");
-    allocator.deallocate(partial, partial_bytes);  // stream-ordered: reused only after the kernels
   }
 }
 

@@ -167,6 +167,24 @@ TEST_CASE("condition_attention_mask: causal, padded prefix columns off, diagonal
   for (size_t i = 0; i < expected.size(); ++i) CHECK(got[i] == (expected[i] != 0));
 }
 
+TEST_CASE("condition_attention_rows: a KV-cached step's row is that row of the whole mask",
+          "[multimodal]") {
+  // Two samples, 3 prefix slots (the first padded in sample 0, none in sample 1), 3 image
+  // positions.
+  Tensor<bool> emb_mask = mask_of({0, 1, 1, 1, 1, 1}, Shape{2, 3});
+  const Tensor<bool> whole = condition_attention_mask(emb_mask, 3);  // [2, 1, 6, 6]
+  for (int64_t pos = 0; pos < 6; ++pos) {
+    INFO("position " << pos);
+    const Tensor<bool> row = data::condition_attention_rows(emb_mask, pos, 1);
+    REQUIRE(row.shape() == Shape{2, 1, 1, pos + 1});
+    CHECK(row.to_vector() ==
+          whole.narrow(2, pos, 1).narrow(3, 0, pos + 1).contiguous().to_vector());
+  }
+  // The prefill's mask is the whole mask of the prefix alone.
+  CHECK(data::condition_attention_rows(emb_mask, 0, 3).to_vector() ==
+        whole.narrow(2, 0, 3).narrow(3, 0, 3).contiguous().to_vector());
+}
+
 TEST_CASE("select_images keeps the masked-in images in (sample, slot) order", "[multimodal]") {
   std::vector<double> v;
   for (int i = 0; i < 2 * 3 * 1 * 1 * 2; ++i) v.push_back(i);

@@ -12,9 +12,16 @@ struct CPU {
 struct CUDA {
   static constexpr std::string_view name = "cuda";
 };
+// The shape-only device: its tensors have shapes, strides and autograd slots but no memory
+// (nothing is allocated, writes are dropped, reading values is an error). A model built on it
+// lists its parameters' names and shapes for any size (nn::parameter_shapes_of).
+struct ShapeOnly {
+  static constexpr std::string_view name = "shape-only";
+};
 
 template <class D>
-inline constexpr bool is_device_v = std::is_same_v<D, CPU> || std::is_same_v<D, CUDA>;
+inline constexpr bool is_device_v =
+    std::is_same_v<D, CPU> || std::is_same_v<D, CUDA> || std::is_same_v<D, ShapeOnly>;
 
 template <class D>
 concept Device = is_device_v<D>;

@@ -1,6 +1,7 @@
 #pragma once
 // The handful of device primitives the tensor core is built on (allocate, fill, strided copy and
-// accumulate, element conversion, host transfer, Philox fills), one specialisation per device.
+// accumulate, element conversion, host transfer, Philox fills), one specialisation per device
+// (CPU, CUDA and the shape-only device).
 // The CUDA side forwards to the mentor_cuda library; a CPU-only build never includes a CUDA header
 // and reports a clear error when a CUDA tensor is used.
 #include <cstring>
@@ -61,6 +62,30 @@ struct DeviceOps<CPU> {
     for (int64_t i = 0; i < n; ++i)
       dst[i] = convert_element<T>(mean + std * philox_normal_at(seed, offset, i));
   }
+};
+
+// The shape-only device holds no values: storage without memory, writes dropped, reads an error.
+template <>
+struct DeviceOps<ShapeOnly> {
+  static std::shared_ptr<Storage> allocate(size_t bytes) {
+    return std::make_shared<Storage>(nullptr, bytes, nullptr);
+  }
+  template <class T>
+  static void fill(T*, int64_t, T) {}
+  template <class T>
+  static void copy_strided(const T*, const Strides&, T*, const Strides&, const Shape&) {}
+  template <class T>
+  static void add_strided(const T*, const Strides&, T*, const Strides&, const Shape&) {}
+  template <class To, class From>
+  static void convert(const From*, To*, int64_t) {}
+  static void to_host(void*, const void*, size_t) {
+    throw Error("a shape-only tensor holds no values to read");
+  }
+  static void from_host(void*, const void*, size_t) {}
+  template <class T>
+  static void uniform(T*, int64_t, uint64_t, uint64_t, float, float) {}
+  template <class T>
+  static void normal(T*, int64_t, uint64_t, uint64_t, float, float) {}
 };
 
 #if defined(MENTOR_WITH_CUDA)

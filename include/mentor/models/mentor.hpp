@@ -26,12 +26,10 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "mentor/core/error.hpp"
-#include "mentor/io/json_config.hpp"
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/gpt.hpp"
+#include "mentor/models/mentor_config.hpp"
 #include "mentor/models/multimodal_encoder.hpp"
 #include "mentor/models/t5.hpp"
 #include "mentor/models/vq.hpp"
@@ -40,73 +38,7 @@
 
 namespace mentor::models {
 
-struct MentorConfig {
-  MultimodalEncoderConfig encoder = MultimodalEncoderConfig::mentor();
-  GPTConfig gpt = mentor_gpt();
-  VQConfig vq = VQConfig::vq_16();
-
-  // MENTOR's decoder: GPT-XL, t2i, 512 condition tokens of 2048 (T5-XL), 1024 image tokens
-  // (512 px / 16), condition rows of the rotary table left unrotated (the RoPE fix).
-  static GPTConfig mentor_gpt() {
-    GPTConfig g = GPTConfig::preset("GPT-XL");
-    g.model_type = GPTModelType::TextToImage;
-    g.cls_token_num = 512;
-    g.block_size = 1024;
-    g.caption_dim = 2048;
-    g.rope_prefix = RopePrefix::Identity;
-    return g;
-  }
-  static MentorConfig mentor() { return MentorConfig{}; }
-
-  void validate() const {
-    encoder.validate();
-    gpt.validate();
-    vq.validate();
-    MENTOR_CHECK(!gpt.is_c2i(), "MentorConfig: the GPT must be text-conditional (t2i)");
-    MENTOR_CHECK(gpt.caption_dim == encoder.text.d_model, "MentorConfig: GPT caption_dim ",
-                 gpt.caption_dim, " differs from the T5 d_model ", encoder.text.d_model);
-    MENTOR_CHECK(gpt.vocab_size == vq.codebook_size, "MentorConfig: GPT vocab_size ",
-                 gpt.vocab_size, " differs from the VQ codebook_size ", vq.codebook_size);
-  }
-
-  // {"encoder": MultimodalEncoderConfig JSON, "gpt": GPTConfig JSON, "vq": VQConfig JSON}; a
-  // missing part keeps MENTOR's. Any other key, at any level, is an error naming its path (e.g.
-  // MentorConfig.encoder.text_config).
-  static MentorConfig from_json(const nlohmann::json& j) {
-    io::JsonConfigReader r(j, "MentorConfig");
-    MentorConfig c;
-    if (const nlohmann::json* encoder = r.find("encoder"))
-      c.encoder = MultimodalEncoderConfig::from_json(*encoder, r.child_path("encoder"));
-    if (const nlohmann::json* gpt = r.find("gpt"))
-      c.gpt = GPTConfig::from_json(*gpt, r.child_path("gpt"));
-    if (const nlohmann::json* vq = r.find("vq"))
-      c.vq = VQConfig::from_json(*vq, r.child_path("vq"));
-    r.finish();
-    c.validate();
-    return c;
-  }
-  nlohmann::json to_json() const {
-    return {{"encoder", encoder.to_json()}, {"gpt", gpt.to_json()}, {"vq", vq.to_json()}};
-  }
-};
-
 inline const std::string kMultimodalEncoderPrefix = "multimodal_encoder.";
-
-// Every parameter of the MENTOR state (encoder + GPT; not the VQ) by name and shape, from the
-// config alone, in named_parameters() order.
-inline std::vector<std::pair<std::string, Shape>> mentor_parameter_shapes(const MentorConfig& c) {
-  c.validate();
-  std::vector<std::pair<std::string, Shape>> shapes;
-  for (auto& [name, shape] : multimodal_encoder_parameter_shapes(c.encoder))
-    shapes.emplace_back(kMultimodalEncoderPrefix + name, shape);
-  for (auto& [name, shape] : gpt_parameter_shapes(c.gpt)) shapes.emplace_back(name, shape);
-  return shapes;
-}
-inline int64_t mentor_parameter_count(const MentorConfig& c) {
-  int64_t n = 0;
-  for (const auto& [name, shape] : mentor_parameter_shapes(c)) n += shape.numel();
-  return n;
-}
 
 enum class MentorStage { Alignment = 1, InstructionTuning = 2 };
 
@@ -163,9 +95,8 @@ class MentorModel : public nn::Module<T, D> {
     gpt.visit(v);
   }
 
-  // ---- stages
-  // ------------------------------------------------------------------------------------- Makes
-  // every parameter trainable, then freezes the stage's (see the file comment).
+  // ---- stages -----------------------------------------------------------------------------------
+  // Makes every parameter trainable, then freezes the stage's (see the file comment).
   FreezeSummary set_stage(MentorStage stage) {
     this->set_trainable(true);
     for (const std::string& pattern : mentor_frozen_patterns(stage)) {
@@ -176,11 +107,10 @@ class MentorModel : public nn::Module<T, D> {
     return summarize_trainable(*this);
   }
 
-  // ---- the condition
-  // -------------------------------------------------------------------------------- Prompt ids [B,
-  // L] (with tokens_per_image <image> placeholders per image), attention mask [B, L] (true = real
-  // token), reference images [N, 3, H, W] (undefined: none) -> the left-padded prefix [B,
-  // cls_token_num, caption_dim] and its emb_mask [B, cls_token_num].
+  // ---- the condition ----------------------------------------------------------------------------
+  // Prompt ids [B, L] (with tokens_per_image <image> placeholders per image), attention mask
+  // [B, L] (true = real token), reference images [N, 3, H, W] (undefined: none) -> the left-padded
+  // prefix [B, cls_token_num, caption_dim] and its emb_mask [B, cls_token_num].
   ConditionPrefix<T, D> condition(const Tensor<int64_t, D>& input_ids,
                                   const Tensor<bool, D>& attention_mask,
                                   const Tensor<T, D>& images = {}) {
@@ -188,11 +118,10 @@ class MentorModel : public nn::Module<T, D> {
     return left_pad_condition(hidden, attention_mask, config_.gpt.cls_token_num);
   }
 
-  // ---- training
-  // -------------------------------------------------------------------------------------- idx [B,
-  // S_img]: the image tokens fed (tokens[:, :-1] of the VQ codes, as GPT::forward_train). Returns
-  // logits [B, S_img + 1, vocab]. Guidance dropout (class_dropout_prob) replaces dropped samples'
-  // prefixes by uncond_embedding, keeping their mask (upstream); force_drop [B] pins it.
+  // ---- training ---------------------------------------------------------------------------------
+  // idx [B, S_img]: the image tokens fed (tokens[:, :-1] of the VQ codes, as GPT::forward_train).
+  // Returns logits [B, S_img + 1, vocab]. Guidance dropout (class_dropout_prob) replaces dropped
+  // samples' prefixes by uncond_embedding, keeping their mask (upstream); force_drop [B] pins it.
   Tensor<T, D> forward_train(const Tensor<int64_t, D>& idx, const Tensor<int64_t, D>& input_ids,
                              const Tensor<bool, D>& attention_mask, const Tensor<T, D>& images = {},
                              const Tensor<bool, D>& force_drop = {}) {
@@ -209,9 +138,8 @@ class MentorModel : public nn::Module<T, D> {
     return gpt.loss(logits, targets, valid);
   }
 
-  // ---- the tokenizer
-  // ---------------------------------------------------------------------------------- images [B,
-  // 3, H, W] in [-1, 1] -> codes [B, h*w] (row-major), no gradient.
+  // ---- the tokenizer ----------------------------------------------------------------------------
+  // images [B, 3, H, W] in [-1, 1] -> codes [B, h*w] (row-major), no gradient.
   Tensor<int64_t, D> encode_images(const Tensor<T, D>& images) {
     NoGradGuard no_grad;
     vq.eval();
@@ -228,12 +156,11 @@ class MentorModel : public nn::Module<T, D> {
     return vq.decode_code(codes, codes.size(0), height, width);
   }
 
-  // ---- checkpoints
-  // ---------------------------------------------------------------------------------- Loads the
-  // MENTOR state (names as in the file comment, under options.prefix). Accepted on top of our own
-  // names: T5's tied `...language_model.encoder.embed_tokens.weight` (instead of or besides
-  // `shared.weight`), and keys upstream checkpoints may carry that are not state here: CLIP's
-  // `embeddings.position_ids`, the GPT's `freqs_cis` and KV-cache buffers.
+  // ---- checkpoints ------------------------------------------------------------------------------
+  // Loads the MENTOR state (names as in the file comment, under options.prefix). Accepted on top
+  // of our own names: T5's tied `...language_model.encoder.embed_tokens.weight` (instead of or
+  // besides `shared.weight`), and keys upstream checkpoints may carry that are not state here:
+  // CLIP's `embeddings.position_ids`, the GPT's `freqs_cis` and KV-cache buffers.
   io::LoadReport load(const io::SafeTensorsFile& file, nn::LoadOptions options = {}) {
     static const std::regex ignorable(
         "(multimodal_encoder\\.vision_model\\.vision_tower\\.vision_model\\.embeddings\\.position_"
@@ -270,5 +197,18 @@ class MentorModel : public nn::Module<T, D> {
   GPT<T, D> gpt;
   VQModel<T, D> vq;  // not in visit(): its own checkpoint, always frozen
 };
+
+// Every parameter of the MENTOR state (encoder + GPT; not the VQ) by name and shape in
+// named_parameters() order, from the module tree built on the shape-only device (nothing
+// allocated).
+inline std::vector<std::pair<std::string, Shape>> mentor_parameter_shapes(
+    const MentorConfig& config) {
+  return nn::parameter_shapes_of<MentorModel<float, ShapeOnly>>(config);
+}
+inline int64_t mentor_parameter_count(const MentorConfig& config) {
+  int64_t n = 0;
+  for (const auto& [name, shape] : mentor_parameter_shapes(config)) n += shape.numel();
+  return n;
+}
 
 }  // namespace mentor::models

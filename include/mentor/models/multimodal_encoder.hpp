@@ -22,18 +22,16 @@
 // reproduces upstream exactly (for comparing against upstream runs). Upstream also keeps only the
 // last min(L, 512) prompt positions before the encoder; its tokenizer always pads/truncates to 512
 // so that never cuts anything, and it is not reproduced.
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "mentor/core/error.hpp"
-#include "mentor/io/json_config.hpp"
+#include "mentor/data/masks.hpp"
 #include "mentor/models/clip.hpp"
+#include "mentor/models/multimodal_encoder_config.hpp"
 #include "mentor/models/projector.hpp"
 #include "mentor/models/t5.hpp"
 #include "mentor/nn/module.hpp"
@@ -41,128 +39,9 @@
 
 namespace mentor::models {
 
-// LLaVA's mm_vision_select_feature: "patch" drops the class token, "cls_patch" keeps it.
-enum class VisionFeatureSelect { Patch, ClsPatch };
-
-// What the splice does when the prompts hold fewer <image> placeholders than the images give
-// feature rows (tokenizer truncation cut a run). More placeholders than rows is always an error
-// (upstream raises "shape mismatch" too).
-enum class PlaceholderMismatch {
-  Error,                // mentor's default: an error naming both counts and the per-sample counts
-  TruncateLikeUpstream  // upstream LlavaT5: keep the FIRST rows over the whole batch, row-major
-};
-
-struct MultimodalEncoderConfig {
-  CLIPVisionConfig vision = CLIPVisionConfig::vit_large_patch14();
-  T5Config text = T5Config::flan_t5_xl();
-  std::string projector_type = "mlp2x_gelu";
-  double projector_init_std = 0.02;
-  int64_t select_layer = -2;  // HF hidden_states index (MENTOR: the penultimate state)
-  VisionFeatureSelect select_feature = VisionFeatureSelect::Patch;
-  int64_t image_token_id = 32100;  // `<image>` added to the T5 tokenizer
-  PlaceholderMismatch placeholder_mismatch = PlaceholderMismatch::Error;
-
-  // Vectors each image contributes (= placeholders per image in the prompt).
-  int64_t tokens_per_image() const {
-    return vision.num_patches() + (select_feature == VisionFeatureSelect::ClsPatch ? 1 : 0);
-  }
-  ProjectorConfig projector() const {
-    ProjectorConfig p;
-    p.type = projector_type;
-    p.in_features = vision.hidden_size;
-    p.out_features = text.d_model;
-    p.init_std = projector_init_std;
-    return p;
-  }
-
-  void validate() const {
-    vision.validate();
-    text.validate();
-    projector().validate();
-    MENTOR_CHECK(
-        select_layer >= -(vision.num_hidden_layers + 1) && select_layer <= vision.num_hidden_layers,
-        "MultimodalEncoderConfig: select_layer ", select_layer, " is not a hidden state of ", "a ",
-        vision.num_hidden_layers, "-layer vision tower");
-    MENTOR_CHECK(image_token_id >= 0 && image_token_id < text.vocab_size,
-                 "MultimodalEncoderConfig: image_token_id ", image_token_id,
-                 " is outside the T5 vocabulary of ", text.vocab_size);
-  }
-
-  // MENTOR's: CLIP ViT-L/14 (224 px, 256 patches), mlp2x_gelu 1024 -> 2048, FlanT5-XL encoder.
-  static MultimodalEncoderConfig mentor() { return MultimodalEncoderConfig{}; }
-
-  // {"vision_config": HF CLIPVisionConfig, "text_config": HF T5Config, "mm_projector_type",
-  //  "mm_vision_select_layer", "mm_vision_select_feature": "patch" | "cls_patch",
-  //  "image_token_id", "placeholder_mismatch": "error" | "truncate_like_upstream",
-  //  "projector_init_std"}; missing keys keep MENTOR's values, any other key is an error (nested
-  //  ones name their path, e.g. MultimodalEncoderConfig.text_config).
-  static MultimodalEncoderConfig from_json(const nlohmann::json& j, const std::string& path = {}) {
-    io::JsonConfigReader r(j, "MultimodalEncoderConfig", path);
-    MultimodalEncoderConfig c;
-    if (const nlohmann::json* vision = r.find("vision_config"))
-      c.vision = CLIPVisionConfig::from_json(*vision, r.child_path("vision_config"));
-    if (const nlohmann::json* text = r.find("text_config"))
-      c.text = T5Config::from_json(*text, r.child_path("text_config"));
-    r.read("mm_projector_type", c.projector_type);
-    r.read("projector_init_std", c.projector_init_std);
-    r.read("mm_vision_select_layer", c.select_layer);
-    if (const auto feature = r.read_string("mm_vision_select_feature")) {
-      if (*feature == "patch")
-        c.select_feature = VisionFeatureSelect::Patch;
-      else if (*feature == "cls_patch")
-        c.select_feature = VisionFeatureSelect::ClsPatch;
-      else
-        r.fail(mentor::detail::concat("mm_vision_select_feature '", *feature,
-                                      "' is not patch or cls_patch"));
-    }
-    r.read("image_token_id", c.image_token_id);
-    if (const auto mismatch = r.read_string("placeholder_mismatch")) {
-      if (*mismatch == "error")
-        c.placeholder_mismatch = PlaceholderMismatch::Error;
-      else if (*mismatch == "truncate_like_upstream")
-        c.placeholder_mismatch = PlaceholderMismatch::TruncateLikeUpstream;
-      else
-        r.fail(mentor::detail::concat("placeholder_mismatch '", *mismatch,
-                                      "' is not error or truncate_like_upstream"));
-    }
-    r.finish();
-    c.validate();
-    return c;
-  }
-  nlohmann::json to_json() const {
-    return {
-        {"vision_config", vision.to_json()},
-        {"text_config", text.to_json()},
-        {"mm_projector_type", projector_type},
-        {"projector_init_std", projector_init_std},
-        {"mm_vision_select_layer", select_layer},
-        {"mm_vision_select_feature",
-         select_feature == VisionFeatureSelect::Patch ? "patch" : "cls_patch"},
-        {"image_token_id", image_token_id},
-        {"placeholder_mismatch",
-         placeholder_mismatch == PlaceholderMismatch::Error ? "error" : "truncate_like_upstream"}};
-  }
-};
-
-// The key prefixes of the three parts inside the multimodal encoder (MENTOR's names).
-inline const std::string kVisionTowerPrefix = "vision_model.vision_tower.vision_model.";
-inline const std::string kProjectorPrefix = "language_projection.";
+// The key prefix of the T5 encoder inside the multimodal encoder (MENTOR's name), where its tied
+// alias sits.
 inline const std::string kLanguageModelPrefix = "language_model.";
-
-// Every parameter (names relative to the multimodal encoder) and shape, in named_parameters()
-// order.
-inline std::vector<std::pair<std::string, Shape>> multimodal_encoder_parameter_shapes(
-    const MultimodalEncoderConfig& c) {
-  c.validate();
-  std::vector<std::pair<std::string, Shape>> shapes;
-  for (auto& [name, shape] : clip_vision_parameter_shapes(c.vision))
-    shapes.emplace_back(kVisionTowerPrefix + name, shape);
-  for (auto& [name, shape] : projector_parameter_shapes(c.projector()))
-    shapes.emplace_back(kProjectorPrefix + name, shape);
-  for (auto& [name, shape] : t5_encoder_parameter_shapes(c.text))
-    shapes.emplace_back(kLanguageModelPrefix + name, shape);
-  return shapes;
-}
 
 // ---- the splice -------------------------------------------------------------------------------
 
@@ -222,8 +101,7 @@ Tensor<T, D> splice_image_features(const Tensor<T, D>& embeds, const Tensor<int6
   return where(image_rows, gathered, embeds);
 }
 
-// ---- the left-padded condition prefix
-// -------------------------------------------------------------
+// ---- the left-padded condition prefix -----------------------------------------------------------
 
 template <class T, class D>
 struct ConditionPrefix {
@@ -248,54 +126,23 @@ ConditionPrefix<T, D> left_pad_condition(const Tensor<T, D>& hidden,
       "left_pad_condition: attention_mask ", attention_mask.shape().str(),
       " does not match hidden ", hidden.shape().str());
   MENTOR_CHECK(slots > 0, "left_pad_condition: slots ", slots, " must be positive");
-  std::vector<bool> valid(static_cast<size_t>(batch * length), true);
-  if (attention_mask.defined()) valid = attention_mask.template to<CPU>().to_vector();
-  const int64_t zero_row = batch * length;  // index of the appended zero row
-  std::vector<int64_t> source(static_cast<size_t>(batch * slots), zero_row);
-  std::vector<bool> mask(static_cast<size_t>(batch * slots), false);
-  for (int64_t b = 0; b < batch; ++b) {
-    std::vector<int64_t> rows;
-    for (int64_t t = 0; t < length; ++t)
-      if (valid[static_cast<size_t>(b * length + t)]) rows.push_back(b * length + t);
-    const int64_t n = std::min<int64_t>(static_cast<int64_t>(rows.size()), slots);
-    for (int64_t i = 0; i < n; ++i) {
-      const auto slot = static_cast<size_t>(b * slots + slots - n + i);
-      source[slot] = rows[static_cast<size_t>(i)];
-      mask[slot] = true;
-    }
-  }
+  const data::LeftPadding padding =
+      data::left_padding(attention_mask.defined() ? attention_mask.template to<CPU>()
+                                                  : Tensor<bool, CPU>::ones({batch, length}),
+                         slots);
+  // The zero row after the condition's rows, taken by the padded slots.
   Tensor<T, D> table = concat(std::vector<Tensor<T, D>>{hidden.reshape({batch * length, channels}),
                                                         Tensor<T, D>::zeros({1, channels})},
                               0);
-  Tensor<int64_t, D> ids =
-      Tensor<int64_t, CPU>::from_vector(source, Shape{batch * slots}).template to<D>();
   ConditionPrefix<T, D> out;
-  out.embeddings = index_select(table, 0, ids).view({batch, slots, channels});
-  out.mask = Tensor<bool, CPU>::from_vector(mask, Shape{batch, slots}).template to<D>();
+  out.embeddings =
+      index_select(table, 0, padding.source_rows.template to<D>()).view({batch, slots, channels});
+  out.mask = padding.mask.template to<D>();
   return out;
 }
 
-// The decoder's attention mask for a left-padded prefix emb_mask [B, T] followed by image_tokens
-// positions: [B, 1, S, S] with S = T + image_tokens, causal, the columns of padded prefix slots off
-// for every row, and the diagonal on (so padded rows attend to themselves), as MENTOR's
-// Transformer.forward builds it (its [:-1, :-1] cut of the T + block_size mask).
-template <class D>
-Tensor<bool, D> condition_attention_mask(const Tensor<bool, D>& emb_mask, int64_t image_tokens) {
-  MENTOR_CHECK_SHAPE(emb_mask.dim() == 2, "condition_attention_mask: emb_mask ",
-                     emb_mask.shape().str(), " is not [B, T]");
-  MENTOR_CHECK(image_tokens >= 0, "condition_attention_mask: image_tokens ", image_tokens,
-               " is negative");
-  const int64_t batch = emb_mask.size(0), prefix = emb_mask.size(1), seq = prefix + image_tokens;
-  const std::vector<bool> valid = emb_mask.template to<CPU>().to_vector();
-  std::vector<bool> m(static_cast<size_t>(batch * seq * seq), false);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < seq; ++i)
-      for (int64_t j = 0; j <= i; ++j) {
-        const bool column_on = j >= prefix || valid[static_cast<size_t>(b * prefix + j)];
-        m[static_cast<size_t>((b * seq + i) * seq + j)] = column_on || i == j;
-      }
-  return Tensor<bool, CPU>::from_vector(m, Shape{batch, 1, seq, seq}).template to<D>();
-}
+// The decoder's attention mask for a left-padded prefix (built in the data layer).
+using data::condition_attention_mask;
 
 // pixel_values [B, M, C, H, W] with img_mask [B, M] (true = a real image) -> the real images
 // [N, C, H, W] in row-major (b, m) order (upstream pixel_values[img_mask.bool()]).
@@ -397,5 +244,12 @@ class MultimodalEncoder : public nn::Module<T, D> {
   Projector<T, D> language_projection;
   T5EncoderModel<T, D> language_model;
 };
+
+// Every parameter (names relative to the multimodal encoder) and shape in named_parameters()
+// order, from the module tree built on the shape-only device (nothing allocated).
+inline std::vector<std::pair<std::string, Shape>> multimodal_encoder_parameter_shapes(
+    const MultimodalEncoderConfig& config) {
+  return nn::parameter_shapes_of<MultimodalEncoder<float, ShapeOnly>>(config);
+}
 
 }  // namespace mentor::models

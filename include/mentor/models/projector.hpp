@@ -7,67 +7,18 @@
 //   "identity"     no parameters (in must equal out)
 // MENTOR uses mlp2x_gelu, 1024 (CLIP-L) -> 2048 (FlanT5-XL d_model): keys
 // `language_projection.{0,2}.{weight,bias}`, initialised from a LLaVA-style projector pre-training.
-#include <cmath>
 #include <cstdint>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "mentor/core/error.hpp"
-#include "mentor/io/json_config.hpp"
+#include "mentor/models/projector_config.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/nn/module.hpp"
 #include "mentor/ops/unary.hpp"
 
 namespace mentor::models {
-
-struct ProjectorConfig {
-  std::string type = "mlp2x_gelu";  // linear | mlpNx_gelu | identity
-  int64_t in_features = 1024;       // upstream mm_hidden_size (the vision tower's width)
-  int64_t out_features = 2048;      // upstream hidden_size (the language model's d_model)
-  double init_std = 0.02;           // MENTOR re-initialises every Linear with N(0, 0.02), bias 0
-
-  // Number of Linear layers (0 for identity).
-  int64_t depth() const {
-    if (type == "linear") return 1;
-    if (type == "identity") return 0;
-    // At most two digits: a deeper MLP is a typo (and std::stoll would throw past int64).
-    static const std::regex mlp("^mlp([0-9]{1,2})x_gelu$");
-    std::smatch m;
-    if (std::regex_match(type, m, mlp)) return std::stoll(m[1].str());
-    throw Error(mentor::detail::concat("ProjectorConfig: unknown projector type '", type,
-                                       "' (linear, mlpNx_gelu, identity)"));
-  }
-  void validate() const {
-    const int64_t n = depth();
-    MENTOR_CHECK(type != "identity" || in_features == out_features, "ProjectorConfig: identity ",
-                 "projector needs in_features ", in_features, " == out_features ", out_features);
-    MENTOR_CHECK(type == "identity" || n >= 1, "ProjectorConfig: ", type, " has no layers");
-    MENTOR_CHECK(in_features > 0 && out_features > 0, "ProjectorConfig: in_features ", in_features,
-                 " and out_features ", out_features, " must be positive");
-    MENTOR_CHECK(in_features <= io::kMaxConfigSize && out_features <= io::kMaxConfigSize,
-                 "ProjectorConfig: in_features ", in_features, " and out_features ", out_features,
-                 " must be at most ", io::kMaxConfigSize);
-    MENTOR_CHECK(std::isfinite(init_std) && init_std >= 0, "ProjectorConfig: init_std ", init_std,
-                 " must be finite and >= 0");
-  }
-};
-
-// Every parameter by name (relative to the projector) and shape, in named_parameters() order.
-inline std::vector<std::pair<std::string, Shape>> projector_parameter_shapes(
-    const ProjectorConfig& c) {
-  c.validate();
-  std::vector<std::pair<std::string, Shape>> shapes;
-  const int64_t n = c.depth();
-  for (int64_t i = 0; i < n; ++i) {
-    const std::string p = c.type == "linear" ? "" : std::to_string(2 * i) + ".";
-    const int64_t in = i == 0 ? c.in_features : c.out_features;
-    shapes.emplace_back(p + "weight", Shape{c.out_features, in});
-    shapes.emplace_back(p + "bias", Shape{c.out_features});
-  }
-  return shapes;
-}
 
 template <FloatingElement T, class D = CPU>
 class Projector : public nn::Module<T, D> {
@@ -110,5 +61,12 @@ class Projector : public nn::Module<T, D> {
  private:
   ProjectorConfig config_;
 };
+
+// Every parameter by name (relative to the projector) and shape in named_parameters() order, from
+// the module tree built on the shape-only device.
+inline std::vector<std::pair<std::string, Shape>> projector_parameter_shapes(
+    const ProjectorConfig& config) {
+  return nn::parameter_shapes_of<Projector<float, ShapeOnly>>(config);
+}
 
 }  // namespace mentor::models

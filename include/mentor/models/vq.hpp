@@ -7,10 +7,9 @@
 //
 // Structure (L = number of resolution levels = len(ch_mult)):
 //   encoder: conv_in 3x3 -> per level i: num_res_blocks ResnetBlocks (ch*in_mult[i] ->
-//   ch*ch_mult[i],
-//            in_mult = (1, ch_mult...)), an AttnBlock after each of them at the last level only,
-//            Downsample after every level but the last -> mid (Res, Attn, Res) -> GN -> swish ->
-//            conv_out 3x3 to z_channels.
+//            ch*ch_mult[i], in_mult = (1, ch_mult...)), an AttnBlock after each of them at the
+//            last level only, Downsample after every level but the last -> mid (Res, Attn, Res) ->
+//            GN -> swish -> conv_out 3x3 to z_channels.
 //   quant_conv 1x1 z_channels -> codebook_embed_dim; quantize; post_quant_conv 1x1 back.
 //   decoder: conv_in 3x3 z_channels -> ch*ch_mult[L-1] -> mid (Res, Attn, Res) -> per level in
 //            reverse (conv_blocks.0 is the lowest resolution): num_res_blocks + 1 ResnetBlocks, an
@@ -21,17 +20,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "mentor/core/tensor.hpp"
-#include "mentor/io/json_config.hpp"
+#include "mentor/models/vq_config.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/nn/module.hpp"
 #include "mentor/ops/conv.hpp"
@@ -46,347 +43,6 @@
 #include "mentor/ops/unary.hpp"
 
 namespace mentor::models {
-
-// ---- configuration ------------------------------------------------------------------------------
-
-// Upstream's ModelArgs plus the Encoder/Decoder constructor defaults (ch 128, 2 residual blocks,
-// GroupNorm 32), which upstream's VQModel does not expose but the fixtures vary.
-struct VQConfig {
-  int64_t in_channels = 3;
-  int64_t out_channels = 3;
-  int64_t ch = 128;  // base channels
-  std::vector<int64_t> encoder_ch_mult{1, 1, 2, 2, 4};
-  std::vector<int64_t> decoder_ch_mult{1, 1, 2, 2, 4};
-  int64_t num_res_blocks = 2;  // per encoder level (the decoder has one more per level)
-  int64_t z_channels = 256;
-  int64_t codebook_size = 16384;
-  int64_t codebook_embed_dim = 8;
-  bool codebook_l2_norm = true;
-  bool codebook_show_usage = true;        // keep the `codebook_used` buffer of recent codes
-  int64_t codebook_usage_window = 65536;  // length of that buffer (upstream hard-codes 65536)
-  double commit_loss_beta = 0.25;
-  double entropy_loss_ratio = 0.0;
-  double entropy_temperature = 0.01;  // upstream compute_entropy_loss default
-  double dropout_p = 0.0;             // inside every ResnetBlock
-  int64_t norm_groups = 32;
-  double norm_eps = 1e-6;
-
-  // Upstream VQ_16 (ds16: 256px -> 16x16 codes): ~71.9M parameters.
-  static VQConfig vq_16() { return VQConfig{}; }
-  // Upstream VQ_8 (ds8): ch_mult (1, 2, 2, 4), ~70.1M parameters.
-  static VQConfig vq_8() {
-    VQConfig c;
-    c.encoder_ch_mult = c.decoder_ch_mult = {1, 2, 2, 4};
-    return c;
-  }
-  // "VQ-16" / "VQ_16" / "VQ-8" / "VQ_8".
-  static VQConfig preset(const std::string& name) {
-    if (name == "VQ-16" || name == "VQ_16") return vq_16();
-    if (name == "VQ-8" || name == "VQ_8") return vq_8();
-    throw Error(mentor::detail::concat("VQConfig: unknown preset '", name, "' (known: VQ-16, VQ-8)"));
-  }
-
-  // A configs.json entry (e.g. the fixture's llamagen_vq): keys named as in upstream; `ch_mult`
-  // sets both encoder and decoder multipliers (an explicit encoder_ch_mult / decoder_ch_mult wins).
-  // Any other key is an error; `path` places the object inside an enclosing config.
-  static VQConfig from_json(const nlohmann::json& j, const std::string& path = {}) {
-    io::JsonConfigReader r(j, "VQConfig", path);
-    VQConfig c;
-    if (r.read("ch_mult", c.encoder_ch_mult)) c.decoder_ch_mult = c.encoder_ch_mult;
-    r.read("in_channels", c.in_channels);
-    r.read("out_channels", c.out_channels);
-    r.read("ch", c.ch);
-    r.read("encoder_ch_mult", c.encoder_ch_mult);
-    r.read("decoder_ch_mult", c.decoder_ch_mult);
-    r.read("num_res_blocks", c.num_res_blocks);
-    r.read("z_channels", c.z_channels);
-    r.read("codebook_size", c.codebook_size);
-    r.read("codebook_embed_dim", c.codebook_embed_dim);
-    r.read("codebook_l2_norm", c.codebook_l2_norm);
-    r.read("codebook_show_usage", c.codebook_show_usage);
-    r.read("codebook_usage_window", c.codebook_usage_window);
-    r.read("commit_loss_beta", c.commit_loss_beta);
-    r.read("entropy_loss_ratio", c.entropy_loss_ratio);
-    r.read("entropy_temperature", c.entropy_temperature);
-    r.read("dropout_p", c.dropout_p);
-    r.read("norm_groups", c.norm_groups);
-    r.read("norm_eps", c.norm_eps);
-    r.finish();
-    c.validate();
-    return c;
-  }
-
-  // Every field, under the keys from_json reads (both multiplier lists explicitly).
-  nlohmann::json to_json() const {
-    return {{"in_channels", in_channels},
-            {"out_channels", out_channels},
-            {"ch", ch},
-            {"encoder_ch_mult", encoder_ch_mult},
-            {"decoder_ch_mult", decoder_ch_mult},
-            {"num_res_blocks", num_res_blocks},
-            {"z_channels", z_channels},
-            {"codebook_size", codebook_size},
-            {"codebook_embed_dim", codebook_embed_dim},
-            {"codebook_l2_norm", codebook_l2_norm},
-            {"codebook_show_usage", codebook_show_usage},
-            {"codebook_usage_window", codebook_usage_window},
-            {"commit_loss_beta", commit_loss_beta},
-            {"entropy_loss_ratio", entropy_loss_ratio},
-            {"entropy_temperature", entropy_temperature},
-            {"dropout_p", dropout_p},
-            {"norm_groups", norm_groups},
-            {"norm_eps", norm_eps}};
-  }
-
-  // Spatial reduction of the encoder: 2^(levels - 1) (16 for VQ-16, 8 for VQ-8).
-  int64_t downsample_factor() const {
-    return int64_t{1} << (static_cast<int64_t>(encoder_ch_mult.size()) - 1);
-  }
-
-  void validate() const {
-    // Bounds and non-zero divisors first: the checks below divide by norm_groups and multiply
-    // channel counts.
-    MENTOR_CHECK(norm_groups > 0 && norm_groups <= io::kMaxConfigSize, "VQConfig: norm_groups ",
-                 norm_groups, " must lie in [1, ", io::kMaxConfigSize, "]");
-    for (auto [name, size] : {std::pair{"in_channels", in_channels},
-                              {"out_channels", out_channels},
-                              {"ch", ch},
-                              {"z_channels", z_channels},
-                              {"codebook_size", codebook_size},
-                              {"codebook_embed_dim", codebook_embed_dim},
-                              {"codebook_usage_window", codebook_usage_window}})
-      MENTOR_CHECK(size <= io::kMaxConfigSize, "VQConfig: ", name, " ", size, " is more than ",
-                   io::kMaxConfigSize);
-    MENTOR_CHECK(num_res_blocks <= io::kMaxConfigLayers, "VQConfig: num_res_blocks ",
-                 num_res_blocks, " is more than ", io::kMaxConfigLayers);
-    auto check_mult = [&](const std::vector<int64_t>& mult, const char* name) {
-      MENTOR_CHECK(!mult.empty(), "VQConfig: ", name, " is empty");
-      MENTOR_CHECK(mult.size() <= 16, "VQConfig: ", name, " has ", mult.size(),
-                   " levels (at most 16: the encoder halves the image at every level)");
-      for (int64_t m : mult) {
-        MENTOR_CHECK(m > 0, "VQConfig: ", name, " has a non-positive multiplier ", m);
-        MENTOR_CHECK(m <= io::kMaxConfigSize, "VQConfig: ", name, " multiplier ", m,
-                     " is more than ", io::kMaxConfigSize);
-        int64_t channels = 0;
-        MENTOR_CHECK(!__builtin_mul_overflow(ch, m, &channels) && channels <= io::kMaxConfigSize,
-                     "VQConfig: ", name, " multiplier ", m, " times ch ", ch, " is more than ",
-                     io::kMaxConfigSize, " channels");
-        MENTOR_CHECK(channels % norm_groups == 0, "VQConfig: ", name, " multiplier ", m, " gives ",
-                     channels, " channels, not divisible by ", norm_groups, " GroupNorm groups");
-      }
-    };
-    MENTOR_CHECK(ch > 0 && ch % norm_groups == 0, "VQConfig: ch ", ch,
-                 " must be a positive multiple of the ", norm_groups, " GroupNorm groups");
-    check_mult(encoder_ch_mult, "encoder_ch_mult");
-    check_mult(decoder_ch_mult, "decoder_ch_mult");
-    MENTOR_CHECK(in_channels > 0 && out_channels > 0, "VQConfig: in_channels ", in_channels,
-                 " and out_channels ", out_channels, " must be positive");
-    MENTOR_CHECK(num_res_blocks > 0, "VQConfig: num_res_blocks ", num_res_blocks,
-                 " must be positive");
-    MENTOR_CHECK(z_channels > 0, "VQConfig: z_channels ", z_channels, " must be positive");
-    MENTOR_CHECK(codebook_size > 0 && codebook_embed_dim > 0, "VQConfig: codebook ", codebook_size,
-                 "x", codebook_embed_dim, " must have positive sizes");
-    MENTOR_CHECK(!codebook_show_usage || codebook_usage_window > 0,
-                 "VQConfig: codebook_usage_window ", codebook_usage_window, " must be positive");
-    MENTOR_CHECK(commit_loss_beta >= 0 && std::isfinite(commit_loss_beta),
-                 "VQConfig: commit_loss_beta ", commit_loss_beta, " must be non-negative");
-    MENTOR_CHECK(entropy_loss_ratio >= 0 && std::isfinite(entropy_loss_ratio) &&
-                     entropy_temperature > 0 && std::isfinite(entropy_temperature),
-                 "VQConfig: entropy_loss_ratio ", entropy_loss_ratio, " and temperature ",
-                 entropy_temperature, " out of range");
-    MENTOR_CHECK(dropout_p >= 0 && dropout_p < 1, "VQConfig: dropout_p ", dropout_p,
-                 " must be in [0, 1)");
-    MENTOR_CHECK(norm_eps > 0 && std::isfinite(norm_eps), "VQConfig: norm_eps ", norm_eps,
-                 " must be positive");
-    (void)parameter_count();
-  }
-
-  // The parameters' element count in closed form (vq_parameter_shapes lists them); an int64
-  // overflow is an error. Defined after the level plans.
-  int64_t parameter_count() const;
-};
-
-// One resolution level of the encoder or decoder (upstream's `conv_blocks.{i}`), derived from the
-// config in one place so that the modules and parameter_shapes() agree.
-struct VQLevelPlan {
-  int64_t in_channels = 0;   // into the first ResnetBlock
-  int64_t out_channels = 0;  // of every ResnetBlock (and the level)
-  int64_t res_blocks = 0;
-  bool attention = false;  // an AttnBlock after every ResnetBlock
-  bool resample = false;   // Downsample (encoder) / Upsample (decoder) at the end
-};
-
-inline std::vector<VQLevelPlan> vq_encoder_plan(const VQConfig& c) {
-  const auto& mult = c.encoder_ch_mult;
-  const size_t levels = mult.size();
-  std::vector<VQLevelPlan> plan;
-  for (size_t i = 0; i < levels; ++i) {
-    VQLevelPlan p;
-    p.in_channels = c.ch * (i == 0 ? 1 : mult[i - 1]);
-    p.out_channels = c.ch * mult[i];
-    p.res_blocks = c.num_res_blocks;
-    p.attention = i + 1 == levels;
-    p.resample = i + 1 != levels;
-    plan.push_back(p);
-  }
-  return plan;
-}
-
-// conv_blocks.0 is the lowest resolution (upstream iterates its levels in reverse).
-inline std::vector<VQLevelPlan> vq_decoder_plan(const VQConfig& c) {
-  const auto& mult = c.decoder_ch_mult;
-  const size_t levels = mult.size();
-  std::vector<VQLevelPlan> plan;
-  int64_t block_in = c.ch * mult.back();
-  for (size_t b = 0; b < levels; ++b) {
-    const size_t level = levels - 1 - b;
-    VQLevelPlan p;
-    p.in_channels = block_in;
-    p.out_channels = c.ch * mult[level];
-    p.res_blocks = c.num_res_blocks + 1;
-    p.attention = b == 0;
-    p.resample = level != 0;
-    block_in = p.out_channels;
-    plan.push_back(p);
-  }
-  return plan;
-}
-
-inline int64_t VQConfig::parameter_count() const {
-  io::CheckedCount n(mentor::detail::concat("VQConfig: the parameter count (ch ", ch,
-                                            ", z_channels ", z_channels, ", codebook ",
-                                            codebook_size, "x", codebook_embed_dim, ")"));
-  // Each helper adds one module's parameters, as detail::vq's shape lists.
-  const auto conv = [&](int64_t in, int64_t out, int64_t k) { n.add({out, in, k, k}).add({out}); };
-  const auto norm = [&](int64_t channels) { n.add({2, channels}); };
-  const auto resnet = [&](int64_t in, int64_t out) {
-    norm(in);
-    conv(in, out, 3);
-    norm(out);
-    conv(out, out, 3);
-    if (in != out) conv(in, out, 1);
-  };
-  const auto attn = [&](int64_t channels) {
-    norm(channels);
-    for (int i = 0; i < 4; ++i) conv(channels, channels, 1);
-  };
-  const auto level = [&](const VQLevelPlan& p) {
-    resnet(p.in_channels, p.out_channels);
-    if (p.res_blocks > 1) {  // the other ResnetBlocks are alike: count one, add the rest at once
-      const int64_t start = n.total();
-      resnet(p.out_channels, p.out_channels);
-      n.add({n.total() - start, p.res_blocks - 2});
-    }
-    if (p.attention) {
-      const int64_t start = n.total();
-      attn(p.out_channels);
-      n.add({n.total() - start, p.res_blocks - 1});
-    }
-    if (p.resample) conv(p.out_channels, p.out_channels, 3);
-  };
-  const auto mid = [&](int64_t channels) {
-    resnet(channels, channels);
-    attn(channels);
-    resnet(channels, channels);
-  };
-  const auto enc = vq_encoder_plan(*this);
-  conv(in_channels, ch, 3);
-  for (const auto& p : enc) level(p);
-  mid(enc.back().out_channels);
-  norm(enc.back().out_channels);
-  conv(enc.back().out_channels, z_channels, 3);
-  const auto dec = vq_decoder_plan(*this);
-  conv(z_channels, dec.front().in_channels, 3);
-  mid(dec.front().in_channels);
-  for (const auto& p : dec) level(p);
-  norm(dec.back().out_channels);
-  conv(dec.back().out_channels, out_channels, 3);
-  n.add({codebook_size, codebook_embed_dim});
-  conv(z_channels, codebook_embed_dim, 1);
-  conv(codebook_embed_dim, z_channels, 1);
-  return n.total();
-}
-
-// ---- parameter shapes without building the model ------------------------------------------------
-
-using VQShapeList = std::vector<std::pair<std::string, Shape>>;
-
-namespace detail::vq {
-inline void conv_shapes(VQShapeList& out, const std::string& name, int64_t in, int64_t o,
-                        int64_t k) {
-  out.emplace_back(name + ".weight", Shape{o, in, k, k});
-  out.emplace_back(name + ".bias", Shape{o});
-}
-inline void norm_shapes(VQShapeList& out, const std::string& name, int64_t c) {
-  out.emplace_back(name + ".weight", Shape{c});
-  out.emplace_back(name + ".bias", Shape{c});
-}
-inline void resnet_shapes(VQShapeList& out, const std::string& name, int64_t in, int64_t o) {
-  norm_shapes(out, name + ".norm1", in);
-  conv_shapes(out, name + ".conv1", in, o, 3);
-  norm_shapes(out, name + ".norm2", o);
-  conv_shapes(out, name + ".conv2", o, o, 3);
-  if (in != o) conv_shapes(out, name + ".nin_shortcut", in, o, 1);
-}
-inline void attn_shapes(VQShapeList& out, const std::string& name, int64_t c) {
-  norm_shapes(out, name + ".norm", c);
-  for (const char* part : {".q", ".k", ".v", ".proj_out"}) conv_shapes(out, name + part, c, c, 1);
-}
-inline void level_shapes(VQShapeList& out, const std::string& name, const VQLevelPlan& p,
-                         const char* resample_name) {
-  int64_t in = p.in_channels;
-  for (int64_t j = 0; j < p.res_blocks; ++j) {
-    resnet_shapes(out, name + ".res." + std::to_string(j), in, p.out_channels);
-    in = p.out_channels;
-  }
-  if (p.attention)
-    for (int64_t j = 0; j < p.res_blocks; ++j)
-      attn_shapes(out, name + ".attn." + std::to_string(j), p.out_channels);
-  if (p.resample)
-    conv_shapes(out, name + "." + resample_name + ".conv", p.out_channels, p.out_channels, 3);
-}
-inline void mid_shapes(VQShapeList& out, const std::string& name, int64_t c) {
-  resnet_shapes(out, name + ".0", c, c);
-  attn_shapes(out, name + ".1", c);
-  resnet_shapes(out, name + ".2", c, c);
-}
-}  // namespace detail::vq
-
-// Every parameter (name as in upstream's state_dict, shape), in the order the model visits them;
-// buffers (`quantize.codebook_used`) are not parameters. Costs nothing: no tensor is allocated.
-inline VQShapeList vq_parameter_shapes(const VQConfig& c) {
-  using namespace detail::vq;
-  c.validate();
-  VQShapeList out;
-  const auto enc = vq_encoder_plan(c);
-  conv_shapes(out, "encoder.conv_in", c.in_channels, c.ch, 3);
-  for (size_t i = 0; i < enc.size(); ++i)
-    level_shapes(out, "encoder.conv_blocks." + std::to_string(i), enc[i], "downsample");
-  const int64_t enc_top = enc.back().out_channels;
-  mid_shapes(out, "encoder.mid", enc_top);
-  norm_shapes(out, "encoder.norm_out", enc_top);
-  conv_shapes(out, "encoder.conv_out", enc_top, c.z_channels, 3);
-
-  const auto dec = vq_decoder_plan(c);
-  const int64_t dec_top = dec.front().in_channels;
-  conv_shapes(out, "decoder.conv_in", c.z_channels, dec_top, 3);
-  mid_shapes(out, "decoder.mid", dec_top);
-  for (size_t i = 0; i < dec.size(); ++i)
-    level_shapes(out, "decoder.conv_blocks." + std::to_string(i), dec[i], "upsample");
-  norm_shapes(out, "decoder.norm_out", dec.back().out_channels);
-  conv_shapes(out, "decoder.conv_out", dec.back().out_channels, c.out_channels, 3);
-
-  out.emplace_back("quantize.embedding.weight", Shape{c.codebook_size, c.codebook_embed_dim});
-  conv_shapes(out, "quant_conv", c.z_channels, c.codebook_embed_dim, 1);
-  conv_shapes(out, "post_quant_conv", c.codebook_embed_dim, c.z_channels, 1);
-  return out;
-}
-
-inline int64_t vq_parameter_count(const VQConfig& c) {
-  int64_t n = 0;
-  for (const auto& [name, shape] : vq_parameter_shapes(c)) n += shape.numel();
-  return n;
-}
 
 // ---- building blocks ----------------------------------------------------------------------------
 
@@ -684,10 +340,12 @@ class VQVectorQuantizer : public nn::Module<T, D> {
         entropy_temperature(c.entropy_temperature),
         l2_norm(c.codebook_l2_norm),
         show_usage(c.codebook_show_usage) {
-    // Upstream init: U(-1/n, 1/n), then l2-normalised rows when l2_norm.
+    // Upstream init: U(-1/n, 1/n), then l2-normalised rows when l2_norm (the shape-only device
+    // has no values to normalise).
     Tensor<T, D> w = nn::uniform_init<T, D>({codebook_size, embed_dim}, gen,
                                             1.0 / static_cast<double>(codebook_size));
-    if (l2_norm) w = l2_normalize(w, -1);
+    if constexpr (!std::is_same_v<D, ShapeOnly>)
+      if (l2_norm) w = l2_normalize(w, -1);
     embedding.weight = w.detach().requires_grad_();
     if (show_usage) {
       codebook_used = Tensor<T, D>::zeros({c.codebook_usage_window});
@@ -927,5 +585,18 @@ class VQModel : public nn::Module<T, D> {
   nn::Conv2d<T, D> quant_conv;
   nn::Conv2d<T, D> post_quant_conv;
 };
+
+// Every parameter (name as in upstream's state_dict, shape) in VQModel::named_parameters() order,
+// from the module tree built on the shape-only device (nothing allocated); buffers
+// (`quantize.codebook_used`) are not parameters.
+inline std::vector<std::pair<std::string, Shape>> vq_parameter_shapes(const VQConfig& config) {
+  return nn::parameter_shapes_of<VQModel<float, ShapeOnly>>(config);
+}
+
+inline int64_t vq_parameter_count(const VQConfig& config) {
+  int64_t n = 0;
+  for (const auto& [name, shape] : vq_parameter_shapes(config)) n += shape.numel();
+  return n;
+}
 
 }  // namespace mentor::models

@@ -15,6 +15,8 @@
 #include <memory>
 #include <regex>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mentor/core/random.hpp"
@@ -93,13 +95,15 @@ class Module {
   // Parameters by qualified name (pointers stay valid while the module is alive and not moved).
   std::vector<std::pair<std::string, Tensor<T, D>*>> named_parameters() {
     std::vector<std::pair<std::string, Tensor<T, D>*>> out;
-    Visitor<T, D> v([&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); }, nullptr);
+    Visitor<T, D> v([&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); },
+                    nullptr);
     visit(v);
     return out;
   }
   std::vector<std::pair<std::string, Tensor<T, D>*>> named_buffers() {
     std::vector<std::pair<std::string, Tensor<T, D>*>> out;
-    Visitor<T, D> v(nullptr, [&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); });
+    Visitor<T, D> v(nullptr,
+                    [&](const std::string& n, Tensor<T, D>& t) { out.emplace_back(n, &t); });
     visit(v);
     return out;
   }
@@ -145,7 +149,8 @@ class Module {
   // Sets training mode (dropout active) on this module and every child.
   void train(bool on = true) {
     training_ = on;
-    Visitor<T, D> v(nullptr, nullptr, [on](const std::string&, Module<T, D>& m) { m.training_ = on; });
+    Visitor<T, D> v(nullptr, nullptr,
+                    [on](const std::string&, Module<T, D>& m) { m.training_ = on; });
     visit(v);
   }
   void eval() { train(false); }
@@ -154,5 +159,26 @@ class Module {
  private:
   bool training_ = true;
 };
+
+// Every parameter's qualified name and shape, in named_parameters() order.
+template <class T, class D>
+std::vector<std::pair<std::string, Shape>> parameter_shapes(Module<T, D>& module) {
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (auto& [name, tensor] : module.named_parameters()) shapes.emplace_back(name, tensor->shape());
+  return shapes;
+}
+
+// The parameter names and shapes of `Model` (a module on the shape-only device, e.g.
+// models::GPT<float, ShapeOnly>) built from `config`: its constructor checks the config and lays
+// out the tree, and nothing is allocated, so a model of billions of parameters costs only its
+// names.
+template <class Model, class Config>
+std::vector<std::pair<std::string, Shape>> parameter_shapes_of(const Config& config) {
+  static_assert(std::is_same_v<typename Model::device_type, ShapeOnly>,
+                "parameter_shapes_of: build the model on the ShapeOnly device");
+  Generator gen;
+  Model model(config, gen);
+  return parameter_shapes(model);
+}
 
 }  // namespace mentor::nn

@@ -4,12 +4,13 @@
 //
 // CPU algorithm (FlashAttention-like in its memory use, GEMM-based for speed): the work is cut into
 // blocks of kQueryBlock query rows of one (batch, head). A block's scores are one GEMM
-// [rows, Dh] x [Dh, keys], its softmax runs row by row (vectorised exp_shifted), and its output is
-// a second GEMM [rows, keys] x [keys, Dv]; with a causal mask only the keys some row of the block
-// may see are multiplied. So at most threads × kQueryBlock × Sk scores exist at once, never
-// B×H×Sq×Sk. The forward pass saves each row's logsumexp (acc_t<T>, [B, H, Sq]); the backward pass
-// recomputes the probabilities of each block from it (P = exp(s − lse)) instead of storing them,
-// then dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)) · scale, dQ = dS K, dK += dSᵀ Q.
+// [rows, Dh] x [Dh, keys], its softmax runs row by row (the row statistics of backend/cpu/rows.hpp,
+// the exp of backend/cpu/math.hpp), and its output is a second GEMM [rows, keys] x [keys, Dv];
+// with a causal mask only the keys some row of the block may see are multiplied. So at most
+// threads × kQueryBlock × Sk scores exist at once, never B×H×Sq×Sk. The forward pass saves each
+// row's logsumexp (acc_t<T>, [B, H, Sq]); the backward pass recomputes the probabilities of each
+// block from it (P = exp(s − lse)) instead of storing them, then dV += Pᵀ dO, dP = dO Vᵀ,
+// dS = P ∘ (dP − rowsum(dO ∘ O)) · scale, dQ = dS K, dK += dSᵀ Q.
 // Backward tasks own one (batch, kv head) each, so the dK/dV accumulation of the query heads that
 // share a kv head (GQA) never races.
 //
@@ -19,19 +20,19 @@
 // outputs zeros (and passes no gradient).
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "mentor/backend/cpu/gemm.hpp"
+#include "mentor/backend/cpu/math.hpp"
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cpu/rows.hpp"
 #include "mentor/backend/launch/attention.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 
 namespace mentor {
 
@@ -81,94 +82,34 @@ struct AttentionProblem {
   }
 };
 
-// x[j] = exp(x[j] − shift) for j < n. Branch-free so that it vectorises: n = round(v log2 e),
-// r = v − n ln2 (ln2 split in two so n ln2_hi is exact), exp(r) by a polynomial on |r| <= ln2/2,
-// times 2^n built in the exponent bits. Float: Cephes' expf polynomial (~1 ulp); double: Taylor to
-// degree 13 (truncation < 1e-17). Arguments are clamped to the normal range, so very negative
-// ones give the smallest normal number instead of 0 (callers zero masked entries themselves).
-// (Eigen's vectorised exp would do, but GCC 12 reports false -Wmaybe-uninitialized in its AVX-512
-// code.)
-template <class A>
-void exp_shifted(A* x, int64_t n, A shift) {
-  if constexpr (std::is_same_v<A, float>) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float v = std::min(std::max(x[j] - shift, -87.0f), 88.0f);
-      const float k = std::floor(v * 1.44269504088896341f + 0.5f);
-      const float r = v - k * 0.693359375f + k * 2.12194440e-4f;
-      float p = 1.9875691500e-4f;
-      p = p * r + 1.3981999507e-3f;
-      p = p * r + 8.3334519073e-3f;
-      p = p * r + 4.1665795894e-2f;
-      p = p * r + 1.6666665459e-1f;
-      p = p * r + 5.0000001201e-1f;
-      p = p * r * r + r + 1.0f;
-      const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-      x[j] = p * std::bit_cast<float>(bits);
-    }
-  } else {
-    static_assert(std::is_same_v<A, double>, "exp_shifted: float or double");
-    for (int64_t j = 0; j < n; ++j) {
-      const double v = std::min(std::max(x[j] - shift, -708.0), 709.0);
-      const double k = std::floor(v * 1.4426950408889634 + 0.5);
-      const double r = v - k * 6.93147180369123816490e-01 - k * 1.90821492927058770002e-10;
-      double p = 1.0 / 6227020800.0;  // 1/13!
-      p = p * r + 1.0 / 479001600.0;
-      p = p * r + 1.0 / 39916800.0;
-      p = p * r + 1.0 / 3628800.0;
-      p = p * r + 1.0 / 362880.0;
-      p = p * r + 1.0 / 40320.0;
-      p = p * r + 1.0 / 5040.0;
-      p = p * r + 1.0 / 720.0;
-      p = p * r + 1.0 / 120.0;
-      p = p * r + 1.0 / 24.0;
-      p = p * r + 1.0 / 6.0;
-      p = p * r + 0.5;
-      p = p * r + 1.0;
-      p = p * r + 1.0;
-      const int64_t bits = (static_cast<int64_t>(k) + 1023) << 52;
-      x[j] = p * std::bit_cast<double>(bits);
-    }
-  }
-}
+// The softmax's exp, under the name this header's tests call.
+using cpu::exp_shifted;
 
 // Turns row `s` (scores of keys [0, n), already scaled) into probabilities for query i of (b, h),
 // given its logsumexp `lse` when `known_lse`, else computing and returning it. Keys the mask hides
-// (and keys >= key_end) get probability 0.
+// get score −inf, so their exp is exactly 0; keys >= key_end get probability 0.
 template <class A>
 A softmax_row(const AttentionProblem<A>& p, int64_t b, int64_t h, int64_t i, A* s, int64_t n,
               bool known_lse, A lse) {
   const int64_t end = std::min(p.key_end(i), n);
-  const bool* m = p.mask_row(b, h, i);
-  const int64_t ms = p.mask_strides[3];
   constexpr A kNegInf = -std::numeric_limits<A>::infinity();
   std::fill(s + end, s + n, A(0));
-  if (!known_lse) {
-    A max_score = kNegInf;
+  if (const bool* m = p.mask_row(b, h, i)) {
+    const int64_t ms = p.mask_strides[3];
     for (int64_t j = 0; j < end; ++j)
-      if (!m || m[j * ms]) max_score = std::max(max_score, s[j]);
-    if (max_score == kNegInf) {  // nothing to attend to (or every score is -inf)
-      std::fill(s, s + end, A(0));
-      return kNegInf;
-    }
-    exp_shifted(s, end, max_score);
-    if (m)
-      for (int64_t j = 0; j < end; ++j)
-        if (!m[j * ms]) s[j] = 0;
-    A sum = 0;
-    for (int64_t j = 0; j < end; ++j) sum += s[j];
-    const A inv_sum = A(1) / sum;
-    for (int64_t j = 0; j < end; ++j) s[j] *= inv_sum;
-    return max_score + std::log(sum);
+      if (!m[j * ms]) s[j] = kNegInf;
   }
-  if (lse == kNegInf) {
+  const A shift = known_lse ? lse : cpu::row_max(s, end);
+  if (shift == kNegInf) {  // nothing to attend to (or every score is −inf)
     std::fill(s, s + end, A(0));
-    return lse;
+    return kNegInf;
   }
-  exp_shifted(s, end, lse);
-  if (m)
-    for (int64_t j = 0; j < end; ++j)
-      if (!m[j * ms]) s[j] = 0;
-  return lse;
+  cpu::exp_shifted(s, end, shift);
+  if (known_lse) return lse;
+  const A sum = cpu::row_sum(s, end);
+  const A inv_sum = A(1) / sum;
+  for (int64_t j = 0; j < end; ++j) s[j] *= inv_sum;
+  return shift + std::log(sum);
 }
 
 // Forward of query rows [i0, i1) of head (b, h): out rows and lse entries.
@@ -254,8 +195,7 @@ void attention_backward_task(const AttentionProblem<A>& p, const A* q, const A* 
           A* pr = probs.data() + r * n;
           softmax_row(p, b, h, i0 + r, pr, n, true, lb[r]);
           // rowsum(P ∘ dP) = rowsum(dO ∘ O)
-          A delta = 0;
-          for (int64_t c = 0; c < p.Dv; ++c) delta += gob[r * p.Dv + c] * ob[r * p.Dv + c];
+          const A delta = cpu::row_dot(gob + r * p.Dv, ob + r * p.Dv, p.Dv);
           A* ds = grad_scores.data() + r * n;  // dP in, dS out
           for (int64_t j = 0; j < n; ++j) ds[j] = pr[j] * (ds[j] - delta) * p.scale;
         }
@@ -287,17 +227,109 @@ void attention_backward_cpu(const AttentionProblem<A>& p, const A* q, const A* k
   }
 }
 
-// A contiguous acc-typed copy (no copy for float/double contiguous tensors).
-template <class T, class D>
-Tensor<acc_t<T>, D> to_acc(const Tensor<T, D>& x) {
-  if constexpr (std::is_same_v<acc_t<T>, T>) {
-    return x.contiguous_nograd();
-  } else {
-    return x.detach().template to<acc_t<T>>();
-  }
-}
-
 }  // namespace detail
+
+// ---- the op ----------------------------------------------------------------------------------
+
+// The attention kernels of this header (CPU, in acc_t<T>) and of src/cuda/attention.cu. The
+// forward's second output is each row's logsumexp (acc_t<T>, [B, H, Sq]), from which the backward
+// recomputes the probabilities.
+template <class T, class D>
+struct ScaledDotProductAttention {
+  using A = acc_t<T>;
+  static constexpr OpSaves saves = OpSaves::Both;
+  template <class>
+  using aux_t = A;
+  AttnMask<D> mask;
+  double scale;
+  detail::AttentionProblem<A> problem{};
+  // The explicit mask expanded to [B, H, Sq, Sk] (broadcast strides 0); problem.mask points here.
+  Tensor<bool, D> mask_view{};
+  Strides mask_strides{0, 0, 0, 0};
+
+  const char* name() const { return "scaled_dot_product_attention"; }
+  Shape output_shape(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v) {
+    constexpr const char* op = "scaled_dot_product_attention";
+    MENTOR_CHECK_SHAPE(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op,
+                       ": q, k, v must be [B, H, S, D], got ", q.shape().str(), ", ",
+                       k.shape().str(), ", ", v.shape().str());
+    const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), Dh = q.size(3);
+    const int64_t Hk = k.size(1), Sk = k.size(2), Dv = v.size(3);
+    MENTOR_CHECK_SHAPE(
+        k.size(0) == B && v.size(0) == B && v.size(1) == Hk && v.size(2) == Sk && k.size(3) == Dh,
+        op, ": shapes of q ", q.shape().str(), ", k ", k.shape().str(), " and v ", v.shape().str(),
+        " do not match (expected k [", B, ", Hk, Sk, ", Dh, "] and v [", B, ", Hk, Sk, Dv])");
+    MENTOR_CHECK_SHAPE(Hk >= 1 && H % Hk == 0, op, ": the ", Hk, " kv heads of k ", k.shape().str(),
+                       " do not divide the ", H, " query heads of q ", q.shape().str());
+
+    problem.B = B, problem.H = H, problem.Hk = Hk, problem.Sq = Sq, problem.Sk = Sk;
+    problem.Dh = Dh, problem.Dv = Dv;
+    problem.scale = static_cast<A>(scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Dh)));
+    problem.kind = mask.kind;
+    if (mask.kind == MaskKind::Explicit) {
+      const Tensor<bool, D>& m = mask.explicit_mask;
+      MENTOR_CHECK(m.defined(), op, ": explicit mask kind without a mask tensor");
+      bool fits = m.dim() >= 2 && m.dim() <= 4;
+      const Shape target{B, H, Sq, Sk};
+      for (int i = 0; fits && i < m.dim(); ++i) {
+        const int64_t want = target[4 - m.dim() + i];
+        fits = m.size(i) == want || (m.size(i) == 1 && i < m.dim() - 2);
+      }
+      MENTOR_CHECK_SHAPE(fits, op, ": mask of shape ", m.shape().str(),
+                         " does not broadcast to [B, H, Sq, Sk] = ", target.str());
+      mask_view = m.contiguous_nograd().expand(target);
+      mask_strides = mask_view.strides();
+      problem.mask = mask_view.data();
+      for (int i = 0; i < 4; ++i) problem.mask_strides[static_cast<size_t>(i)] = mask_strides[i];
+    }
+    return Shape{B, H, Sq, Dv};
+  }
+  Shape aux_shape() const { return Shape{problem.B, problem.H, problem.Sq}; }
+
+  void forward_cpu(const Tensor<T, CPU>& q, const Tensor<T, CPU>& k, const Tensor<T, CPU>& v,
+                   Tensor<T, CPU>& out, Tensor<A, CPU>& lse) const {
+    const Tensor<A, CPU> qa = detail::acc_input(q), ka = detail::acc_input(k),
+                         va = detail::acc_input(v);
+    Tensor<A, CPU> oa = detail::acc_output(out, out.shape());
+    detail::attention_forward_cpu(problem, qa.data(), ka.data(), va.data(), oa.data(), lse.data());
+    detail::store_acc(oa, out);
+  }
+  void forward_cuda(const Tensor<T, CUDA>& q, const Tensor<T, CUDA>& k, const Tensor<T, CUDA>& v,
+                    Tensor<T, CUDA>& out, Tensor<A, CUDA>& lse) const {
+    cuda::attention_forward(q.data(), k.data(), v.data(), problem.kind, problem.mask, mask_strides,
+                            problem.B, problem.H, problem.Hk, problem.Sq, problem.Sk, problem.Dh,
+                            problem.Dv, static_cast<float>(problem.scale), out.data(), lse.data());
+  }
+  // The kernels write all three gradients: unwanted ones go to throwaway buffers.
+  void backward_cpu(const Tensor<T, CPU>& q, const Tensor<T, CPU>& k, const Tensor<T, CPU>& v,
+                    const Tensor<T, CPU>& out, const Tensor<A, CPU>& lse,
+                    const Tensor<T, CPU>& grad_out, Tensor<T, CPU>& grad_q, Tensor<T, CPU>& grad_k,
+                    Tensor<T, CPU>& grad_v) const {
+    const Tensor<A, CPU> qa = detail::acc_input(q), ka = detail::acc_input(k),
+                         va = detail::acc_input(v);
+    const Tensor<A, CPU> oa = detail::acc_input(out), ga = detail::acc_input(grad_out);
+    Tensor<A, CPU> dq = detail::acc_output(grad_q, q.shape());
+    Tensor<A, CPU> dk = detail::acc_output(grad_k, k.shape());
+    Tensor<A, CPU> dv = detail::acc_output(grad_v, v.shape());
+    detail::attention_backward_cpu(problem, qa.data(), ka.data(), va.data(), oa.data(), ga.data(),
+                                   lse.data(), dq.data(), dk.data(), dv.data());
+    detail::store_acc(dq, grad_q);
+    detail::store_acc(dk, grad_k);
+    detail::store_acc(dv, grad_v);
+  }
+  void backward_cuda(const Tensor<T, CUDA>& q, const Tensor<T, CUDA>& k, const Tensor<T, CUDA>& v,
+                     const Tensor<T, CUDA>& out, const Tensor<A, CUDA>& lse,
+                     const Tensor<T, CUDA>& grad_out, Tensor<T, CUDA>& grad_q,
+                     Tensor<T, CUDA>& grad_k, Tensor<T, CUDA>& grad_v) const {
+    Tensor<T, CUDA> dq = detail::defined_or_empty(grad_q, q.shape());
+    Tensor<T, CUDA> dk = detail::defined_or_empty(grad_k, k.shape());
+    Tensor<T, CUDA> dv = detail::defined_or_empty(grad_v, v.shape());
+    cuda::attention_backward(q.data(), k.data(), v.data(), out.data(), grad_out.data(), lse.data(),
+                             problem.kind, problem.mask, mask_strides, problem.B, problem.H,
+                             problem.Hk, problem.Sq, problem.Sk, problem.Dh, problem.Dv,
+                             static_cast<float>(problem.scale), dq.data(), dk.data(), dv.data());
+  }
+};
 
 // softmax(q kᵀ · scale + mask) v for q [B, H, Sq, Dh], k [B, Hk, Sk, Dh], v [B, Hk, Sk, Dv] with Hk
 // dividing H (grouped-query attention: head h reads kv head h / (H / Hk)); scale 0 means
@@ -306,98 +338,7 @@ template <FloatingElement T, class D>
 Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T, D>& k,
                                           const Tensor<T, D>& v, const AttnMask<D>& mask = {},
                                           double scale = 0) {
-  constexpr const char* op = "scaled_dot_product_attention";
-  MENTOR_CHECK_SHAPE(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op,
-                     ": q, k, v must be [B, H, S, D], got ", q.shape().str(), ", ", k.shape().str(),
-                     ", ", v.shape().str());
-  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), Dh = q.size(3);
-  const int64_t Hk = k.size(1), Sk = k.size(2), Dv = v.size(3);
-  MENTOR_CHECK_SHAPE(
-      k.size(0) == B && v.size(0) == B && v.size(1) == Hk && v.size(2) == Sk && k.size(3) == Dh, op,
-      ": shapes of q ", q.shape().str(), ", k ", k.shape().str(), " and v ", v.shape().str(),
-      " do not match (expected k [", B, ", Hk, Sk, ", Dh, "] and v [", B, ", Hk, Sk, Dv])");
-  MENTOR_CHECK_SHAPE(Hk >= 1 && H % Hk == 0, op, ": the ", Hk, " kv heads of k ", k.shape().str(),
-                     " do not divide the ", H, " query heads of q ", q.shape().str());
-
-  using A = acc_t<T>;
-  detail::AttentionProblem<A> problem;
-  problem.B = B, problem.H = H, problem.Hk = Hk, problem.Sq = Sq, problem.Sk = Sk;
-  problem.Dh = Dh, problem.Dv = Dv;
-  problem.scale = static_cast<A>(scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Dh)));
-  problem.kind = mask.kind;
-  Tensor<bool, D> mask_view;  // the explicit mask expanded to [B, H, Sq, Sk] (broadcast strides 0)
-  Strides mask_strides{0, 0, 0, 0};
-  if (mask.kind == MaskKind::Explicit) {
-    const Tensor<bool, D>& m = mask.explicit_mask;
-    MENTOR_CHECK(m.defined(), op, ": explicit mask kind without a mask tensor");
-    bool fits = m.dim() >= 2 && m.dim() <= 4;
-    const Shape target{B, H, Sq, Sk};
-    for (int i = 0; fits && i < m.dim(); ++i) {
-      const int64_t want = target[4 - m.dim() + i];
-      fits = m.size(i) == want || (m.size(i) == 1 && i < m.dim() - 2);
-    }
-    MENTOR_CHECK_SHAPE(fits, op, ": mask of shape ", m.shape().str(),
-                       " does not broadcast to [B, H, Sq, Sk] = ", target.str());
-    mask_view = m.contiguous_nograd().expand(target);
-    mask_strides = mask_view.strides();
-    problem.mask = mask_view.data();
-    for (int i = 0; i < 4; ++i) problem.mask_strides[static_cast<size_t>(i)] = mask_strides[i];
-  }
-
-  Tensor<T, D> out = Tensor<T, D>::empty(Shape{B, H, Sq, Dv});
-  Tensor<A, D> lse = Tensor<A, D>::empty(Shape{B, H, Sq});
-  if constexpr (std::is_same_v<D, CPU>) {
-    const Tensor<A, D> qa = detail::to_acc(q), ka = detail::to_acc(k), va = detail::to_acc(v);
-    Tensor<A, D> out_acc = std::is_same_v<A, T> ? Tensor<A, D>() : Tensor<A, D>::empty(out.shape());
-    A* po;
-    if constexpr (std::is_same_v<A, T>)
-      po = out.data();
-    else
-      po = out_acc.data();
-    detail::attention_forward_cpu(problem, qa.data(), ka.data(), va.data(), po, lse.data());
-    if constexpr (!std::is_same_v<A, T>) out = out_acc.template to<T>();
-  } else {
-    const Tensor<T, D> qc = q.contiguous_nograd(), kc = k.contiguous_nograd(),
-                       vc = v.contiguous_nograd();
-    MENTOR_CUDA_CALL(cuda::attention_forward(
-        qc.data(), kc.data(), vc.data(), problem.kind, problem.mask, mask_strides, B, H, Hk, Sq, Sk,
-        Dh, Dv, static_cast<float>(problem.scale), out.data(), lse.data()));
-  }
-
-  autograd::record(
-      "scaled_dot_product_attention", out,
-      [q = q.detach(), k = k.detach(), v = v.detach(), out_saved = out.detach(), lse, mask_view,
-       mask_strides, problem](const Tensor<T, D>& g) {
-        Tensor<T, D> grad_q, grad_k, grad_v;
-        if constexpr (std::is_same_v<D, CPU>) {
-          detail::AttentionProblem<A> p = problem;
-          p.mask = mask_view.defined() ? mask_view.data() : nullptr;
-          const Tensor<A, D> qa = detail::to_acc(q), ka = detail::to_acc(k), va = detail::to_acc(v);
-          const Tensor<A, D> oa = detail::to_acc(out_saved), ga = detail::to_acc(g);
-          Tensor<A, D> dq = Tensor<A, D>::empty(q.shape());
-          Tensor<A, D> dk = Tensor<A, D>::empty(k.shape());
-          Tensor<A, D> dv = Tensor<A, D>::empty(v.shape());
-          detail::attention_backward_cpu(p, qa.data(), ka.data(), va.data(), oa.data(), ga.data(),
-                                         lse.data(), dq.data(), dk.data(), dv.data());
-          grad_q = dq.template to<T>();
-          grad_k = dk.template to<T>();
-          grad_v = dv.template to<T>();
-        } else {
-          const Tensor<T, D> qc = q.contiguous_nograd(), kc = k.contiguous_nograd(),
-                             vc = v.contiguous_nograd(), gc = g.contiguous_nograd();
-          grad_q = Tensor<T, D>::empty(q.shape());
-          grad_k = Tensor<T, D>::empty(k.shape());
-          grad_v = Tensor<T, D>::empty(v.shape());
-          MENTOR_CUDA_CALL(cuda::attention_backward(
-              qc.data(), kc.data(), vc.data(), out_saved.data(), gc.data(), lse.data(),
-              problem.kind, mask_view.defined() ? mask_view.data() : nullptr, mask_strides,
-              problem.B, problem.H, problem.Hk, problem.Sq, problem.Sk, problem.Dh, problem.Dv,
-              static_cast<float>(problem.scale), grad_q.data(), grad_k.data(), grad_v.data()));
-        }
-        return std::tuple{grad_q, grad_k, grad_v};
-      },
-      q, k, v);
-  return out;
+  return apply(ScaledDotProductAttention<T, D>{mask, scale}, q, k, v).first;
 }
 
 }  // namespace mentor

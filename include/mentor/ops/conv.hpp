@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -19,7 +20,7 @@
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/backend/launch/conv.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 
 namespace mentor {
 
@@ -229,23 +230,39 @@ void conv2d_backward_bias(const A* grad_out, A* grad_b, const Conv2dGeometry& g)
   });
 }
 
-// Contiguous copy in the accumulation type (float for bf16), with no history.
+// out [planes, 2h, 2w] from in [planes, h, w], each value repeated in its 2x2 block.
 template <class T>
-Tensor<acc_t<T>, CPU> contiguous_acc(const Tensor<T, CPU>& t) {
-  if constexpr (std::is_same_v<acc_t<T>, T>) {
-    return t.contiguous_nograd();
-  } else {
-    return t.detach().template to<acc_t<T>>();
-  }
+void upsample_nearest2x_forward(const T* in, T* out, int64_t planes, int64_t height,
+                                int64_t width) {
+  const int64_t out_width = 2 * width;
+  parallel_for(planes * height, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {  // row = plane * height + y
+      const T* src = in + row * width;
+      T* dst = out + row * 2 * out_width;
+      for (int64_t ix = 0; ix < width; ++ix) dst[2 * ix] = dst[2 * ix + 1] = src[ix];
+      std::memcpy(dst + out_width, dst, sizeof(T) * out_width);
+    }
+  });
 }
 
+// grad_in [planes, h, w] = the sum of each 2x2 block of grad_out, in acc_t<T>.
 template <class T>
-Tensor<T, CPU> from_acc(const Tensor<acc_t<T>, CPU>& t) {
-  if constexpr (std::is_same_v<acc_t<T>, T>) {
-    return t;
-  } else {
-    return t.template to<T>();
-  }
+void upsample_nearest2x_backward(const T* grad_out, T* grad_in, int64_t planes, int64_t height,
+                                 int64_t width) {
+  using A = acc_t<T>;
+  const int64_t out_width = 2 * width;
+  parallel_for(planes * height, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const T* top = grad_out + row * 2 * out_width;
+      const T* bottom = top + out_width;
+      T* dst = grad_in + row * width;
+      for (int64_t ix = 0; ix < width; ++ix) {
+        A total =
+            (A(top[2 * ix]) + A(top[2 * ix + 1])) + (A(bottom[2 * ix]) + A(bottom[2 * ix + 1]));
+        dst[ix] = static_cast<T>(total);
+      }
+    }
+  });
 }
 
 }  // namespace cpu
@@ -281,174 +298,180 @@ Conv2dGeometry conv2d_geometry(const Tensor<T, D>& x, const Tensor<T, D>& weight
 }
 }  // namespace detail
 
+// ---- the ops ---------------------------------------------------------------------------------
+
+// conv2d with the geometry of its arguments; the CPU kernels above run in acc_t<T>.
+struct Conv2d {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  int64_t stride, padding;
+  Conv2dGeometry geo{};
+
+  const char* name() const { return "conv2d"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias) {
+    geo = detail::conv2d_geometry(x, weight, bias, stride, padding);
+    return Shape{geo.batch, geo.out_channels, geo.out_height, geo.out_width};
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& weight,
+                   const Tensor<T, CPU>& bias, Tensor<T, CPU>& out) const {
+    using A = acc_t<T>;
+    const Tensor<A, CPU> xa = detail::acc_input(x), wa = detail::acc_input(weight);
+    const Tensor<A, CPU> ba = bias.defined() ? detail::acc_input(bias) : Tensor<A, CPU>();
+    Tensor<A, CPU> oa = detail::acc_output(out, out.shape());
+    cpu::conv2d_forward<A>(xa.data(), wa.data(), ba.defined() ? ba.data() : nullptr, oa.data(),
+                           geo);
+    detail::store_acc(oa, out);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& weight,
+                    const Tensor<T, CUDA>& bias, Tensor<T, CUDA>& out) const {
+    cuda::conv2d_forward<T>(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr,
+                            out.data(), geo);
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& weight, const Tensor<T, CPU>&,
+                    const Tensor<T, CPU>&, const Tensor<T, CPU>& grad_out, Tensor<T, CPU>& grad_x,
+                    Tensor<T, CPU>& grad_weight, Tensor<T, CPU>& grad_bias) const {
+    using A = acc_t<T>;
+    const Tensor<A, CPU> ga = detail::acc_input(grad_out);
+    if (grad_x.defined()) {
+      const Tensor<A, CPU> wa = detail::acc_input(weight);
+      Tensor<A, CPU> gxa = detail::acc_output(grad_x, x.shape());
+      cpu::conv2d_backward_input<A>(ga.data(), wa.data(), gxa.data(), geo);
+      detail::store_acc(gxa, grad_x);
+    }
+    if (grad_weight.defined()) {
+      const Tensor<A, CPU> xa = detail::acc_input(x);
+      Tensor<A, CPU> gwa = detail::acc_output(grad_weight, weight.shape());
+      cpu::conv2d_backward_weight<A>(ga.data(), xa.data(), gwa.data(), geo);
+      detail::store_acc(gwa, grad_weight);
+    }
+    if (grad_bias.defined()) {
+      Tensor<A, CPU> gba = detail::acc_output(grad_bias, Shape{geo.out_channels});
+      cpu::conv2d_backward_bias<A>(ga.data(), gba.data(), geo);
+      detail::store_acc(gba, grad_bias);
+    }
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& weight,
+                     const Tensor<T, CUDA>&, const Tensor<T, CUDA>&,
+                     const Tensor<T, CUDA>& grad_out, Tensor<T, CUDA>& grad_x,
+                     Tensor<T, CUDA>& grad_weight, Tensor<T, CUDA>& grad_bias) const {
+    if (grad_x.defined())
+      cuda::conv2d_backward_input<T>(grad_out.data(), weight.data(), grad_x.data(), geo);
+    if (grad_weight.defined())
+      cuda::conv2d_backward_weight<T>(grad_out.data(), x.data(), grad_weight.data(), geo);
+    if (grad_bias.defined()) cuda::conv2d_backward_bias<T>(grad_out.data(), grad_bias.data(), geo);
+  }
+};
+
 // conv2d(x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined) -> [N, O, Ho, Wo] with
 // Ho = (H + 2 padding - kh) / stride + 1 (PyTorch's F.conv2d, no dilation, no groups).
 template <FloatingElement T, class D>
 Tensor<T, D> conv2d(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
                     int64_t stride = 1, int64_t padding = 0) {
-  const Conv2dGeometry geo = detail::conv2d_geometry(x, weight, bias, stride, padding);
-  Tensor<T, D> out;
-  if constexpr (std::is_same_v<D, CPU>) {
-    using A = acc_t<T>;
-    auto xa = cpu::contiguous_acc(x), wa = cpu::contiguous_acc(weight);
-    Tensor<A, CPU> ba = bias.defined() ? cpu::contiguous_acc(bias) : Tensor<A, CPU>();
-    auto oa = Tensor<A, CPU>::empty({geo.batch, geo.out_channels, geo.out_height, geo.out_width});
-    cpu::conv2d_forward<A>(xa.data(), wa.data(), ba.defined() ? ba.data() : nullptr, oa.data(),
-                           geo);
-    out = cpu::from_acc<T>(oa);
-  } else {
-    out = Tensor<T, D>::empty({geo.batch, geo.out_channels, geo.out_height, geo.out_width});
-    Tensor<T, D> xc = x.contiguous_nograd(), wc = weight.contiguous_nograd();
-    Tensor<T, D> bc = bias.defined() ? bias.contiguous_nograd() : Tensor<T, D>();
-    MENTOR_CUDA_CALL(cuda::conv2d_forward<T>(xc.data(), wc.data(),
-                                             bc.defined() ? bc.data() : nullptr, out.data(), geo));
-  }
-  autograd::record(
-      "conv2d", out,
-      [geo, x = x.detach(), weight = weight.detach()](const Tensor<T, D>& grad,
-                                                      const std::array<bool, 3>& needs) {
-        Tensor<T, D> gx, gw, gb;
-        if constexpr (std::is_same_v<D, CPU>) {
-          using A = acc_t<T>;
-          auto ga = cpu::contiguous_acc(grad);
-          if (needs[0]) {
-            auto wa = cpu::contiguous_acc(weight);
-            auto gxa = Tensor<A, CPU>::empty(x.shape());
-            cpu::conv2d_backward_input<A>(ga.data(), wa.data(), gxa.data(), geo);
-            gx = cpu::from_acc<T>(gxa);
-          }
-          if (needs[1]) {
-            auto xa = cpu::contiguous_acc(x);
-            auto gwa = Tensor<A, CPU>::empty(weight.shape());
-            cpu::conv2d_backward_weight<A>(ga.data(), xa.data(), gwa.data(), geo);
-            gw = cpu::from_acc<T>(gwa);
-          }
-          if (needs[2]) {
-            auto gba = Tensor<A, CPU>::empty({geo.out_channels});
-            cpu::conv2d_backward_bias<A>(ga.data(), gba.data(), geo);
-            gb = cpu::from_acc<T>(gba);
-          }
-        } else {
-          Tensor<T, D> gc = grad.contiguous_nograd();
-          if (needs[0]) {
-            Tensor<T, D> wc = weight.contiguous_nograd();
-            gx = Tensor<T, D>::empty(x.shape());
-            MENTOR_CUDA_CALL(cuda::conv2d_backward_input<T>(gc.data(), wc.data(), gx.data(), geo));
-          }
-          if (needs[1]) {
-            Tensor<T, D> xc = x.contiguous_nograd();
-            gw = Tensor<T, D>::empty(weight.shape());
-            MENTOR_CUDA_CALL(cuda::conv2d_backward_weight<T>(gc.data(), xc.data(), gw.data(), geo));
-          }
-          if (needs[2]) {
-            gb = Tensor<T, D>::empty({geo.out_channels});
-            MENTOR_CUDA_CALL(cuda::conv2d_backward_bias<T>(gc.data(), gb.data(), geo));
-          }
-        }
-        return std::tuple{gx, gw, gb};
-      },
-      x, weight, bias);
-  return out;
+  return apply(Conv2d{stride, padding}, x, weight, bias);
 }
 
+// The input copied into the interior of a zeroed output by the device's strided copy (no kernel
+// of its own); the backward cuts the interior out of grad_out.
+struct Pad2d {
+  static constexpr OpSaves saves = OpSaves::None;
+  static constexpr bool composite_backward = true;
+  int64_t left, right, top, bottom;
+  int64_t height = 0, width = 0;
+
+  const char* name() const { return "pad2d"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    MENTOR_CHECK_SHAPE(x.dim() >= 2, "pad2d: input must have at least 2 dimensions, got ",
+                       x.shape().str());
+    MENTOR_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0,
+                 "pad2d: padding must be non-negative, got (left ", left, ", right ", right,
+                 ", top ", top, ", bottom ", bottom, ") for input ", x.shape().str());
+    height = x.size(-2), width = x.size(-1);
+    Shape shape = x.shape();
+    shape[shape.rank() - 2] = height + top + bottom;
+    shape[shape.rank() - 1] = width + left + right;
+    return shape;
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& out) const {
+    forward(x, out);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& out) const {
+    forward(x, out);
+  }
+  template <class T, class D>
+  std::tuple<Tensor<T, D>> backward(const Tensor<T, D>&, const Tensor<T, D>&,
+                                    const Tensor<T, D>& grad_out,
+                                    const std::array<bool, 1>&) const {
+    return {grad_out.narrow(-2, top, height).narrow(-1, left, width).contiguous()};
+  }
+
+ private:
+  template <class T, class D>
+  void forward(const Tensor<T, D>& x, Tensor<T, D>& out) const {
+    out.zero_();
+    Tensor<T, D> interior = out.narrow(-2, top, height).narrow(-1, left, width);
+    detail::DeviceOps<D>::copy_strided(x.data(), x.strides(), interior.data(), interior.strides(),
+                                       x.shape());
+  }
+};
+
 // Zero padding of the last two dimensions (F.pad(x, (left, right, top, bottom))), any rank >= 2.
-// Built from views and a strided copy, so it runs on every device without a kernel of its own.
 template <FloatingElement T, class D>
 Tensor<T, D> pad2d(const Tensor<T, D>& x, int64_t left, int64_t right, int64_t top,
                    int64_t bottom) {
-  MENTOR_CHECK_SHAPE(x.dim() >= 2, "pad2d: input must have at least 2 dimensions, got ",
-                     x.shape().str());
-  MENTOR_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0,
-               "pad2d: padding must be non-negative, got (left ", left, ", right ", right, ", top ",
-               top, ", bottom ", bottom, ") for input ", x.shape().str());
-  const int64_t height = x.size(-2), width = x.size(-1);
-  Shape shape = x.shape();
-  shape[shape.rank() - 2] = height + top + bottom;
-  shape[shape.rank() - 1] = width + left + right;
-  Tensor<T, D> out = Tensor<T, D>::zeros(shape);
-  Tensor<T, D> interior = out.narrow(-2, top, height).narrow(-1, left, width);
-  Tensor<T, D> src = x.detach();
-  mentor::detail::DeviceOps<D>::copy_strided(src.data(), src.strides(), interior.data(),
-                                             interior.strides(), src.shape());
-  autograd::record(
-      "pad2d", out,
-      [top, left, height, width](const Tensor<T, D>& grad) {
-        return std::tuple{grad.narrow(-2, top, height).narrow(-1, left, width).contiguous()};
-      },
-      x);
-  return out;
+  return apply(Pad2d{left, right, top, bottom}, x);
 }
 
-namespace cpu {
-template <class T>
-void upsample_nearest2x_forward(const T* in, T* out, int64_t planes, int64_t height,
-                                int64_t width) {
-  const int64_t out_width = 2 * width;
-  parallel_for(planes * height, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {  // row = plane * height + y
-      const T* src = in + row * width;
-      T* dst = out + row * 2 * out_width;
-      for (int64_t ix = 0; ix < width; ++ix) dst[2 * ix] = dst[2 * ix + 1] = src[ix];
-      std::memcpy(dst + out_width, dst, sizeof(T) * out_width);
-    }
-  });
-}
+// Nearest-neighbour 2x upsampling of the last two dimensions of a [planes, H, W] view of the input;
+// the backward sums each 2x2 block of grad_out.
+struct UpsampleNearest2x {
+  static constexpr OpSaves saves = OpSaves::None;
+  int64_t planes = 0, height = 0, width = 0;
 
-template <class T>
-void upsample_nearest2x_backward(const T* grad_out, T* grad_in, int64_t planes, int64_t height,
-                                 int64_t width) {
-  using A = acc_t<T>;
-  const int64_t out_width = 2 * width;
-  parallel_for(planes * height, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const T* top = grad_out + row * 2 * out_width;
-      const T* bottom = top + out_width;
-      T* dst = grad_in + row * width;
-      for (int64_t ix = 0; ix < width; ++ix) {
-        A total =
-            (A(top[2 * ix]) + A(top[2 * ix + 1])) + (A(bottom[2 * ix]) + A(bottom[2 * ix + 1]));
-        dst[ix] = static_cast<T>(total);
-      }
-    }
-  });
-}
-}  // namespace cpu
+  const char* name() const { return "upsample_nearest2x"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    MENTOR_CHECK_SHAPE(x.dim() >= 2,
+                       "upsample_nearest2x: input must have at least 2 dimensions, got ",
+                       x.shape().str());
+    height = x.size(-2), width = x.size(-1);
+    planes = height * width == 0 ? 0 : x.numel() / (height * width);
+    Shape shape = x.shape();
+    shape[shape.rank() - 2] = 2 * height;
+    shape[shape.rank() - 1] = 2 * width;
+    return shape;
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& out) const {
+    cpu::upsample_nearest2x_forward(x.data(), out.data(), planes, height, width);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& out) const {
+    cuda::upsample_nearest2x_forward<T>(x.data(), out.data(), planes, height, width);
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>&, const Tensor<T, CPU>&, const Tensor<T, CPU>& grad_out,
+                    Tensor<T, CPU>& grad_x) const {
+    cpu::upsample_nearest2x_backward(grad_out.data(), grad_x.data(), planes, height, width);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>&, const Tensor<T, CUDA>&,
+                     const Tensor<T, CUDA>& grad_out, Tensor<T, CUDA>& grad_x) const {
+    cuda::upsample_nearest2x_backward<T>(grad_out.data(), grad_x.data(), planes, height, width);
+  }
+};
 
 // Nearest-neighbour upsampling by 2 of the last two dimensions (F.interpolate(scale_factor=2,
 // mode="nearest")): [..., H, W] -> [..., 2H, 2W].
 template <FloatingElement T, class D>
 Tensor<T, D> upsample_nearest2x(const Tensor<T, D>& x) {
-  MENTOR_CHECK_SHAPE(x.dim() >= 2,
-                     "upsample_nearest2x: input must have at least 2 dimensions, got ",
-                     x.shape().str());
-  const int64_t height = x.size(-2), width = x.size(-1);
-  const int64_t planes = height * width == 0 ? 0 : x.numel() / (height * width);
-  Shape shape = x.shape();
-  shape[shape.rank() - 2] = 2 * height;
-  shape[shape.rank() - 1] = 2 * width;
-  Tensor<T, D> src = x.contiguous_nograd();
-  Tensor<T, D> out = Tensor<T, D>::empty(shape);
-  if constexpr (std::is_same_v<D, CPU>) {
-    cpu::upsample_nearest2x_forward(src.data(), out.data(), planes, height, width);
-  } else {
-    MENTOR_CUDA_CALL(
-        cuda::upsample_nearest2x_forward<T>(src.data(), out.data(), planes, height, width));
-  }
-  autograd::record(
-      "upsample_nearest2x", out,
-      [in_shape = x.shape(), planes, height, width](const Tensor<T, D>& grad) {
-        Tensor<T, D> gc = grad.contiguous_nograd();
-        Tensor<T, D> gx = Tensor<T, D>::empty(in_shape);
-        if constexpr (std::is_same_v<D, CPU>) {
-          cpu::upsample_nearest2x_backward(gc.data(), gx.data(), planes, height, width);
-        } else {
-          MENTOR_CUDA_CALL(
-              cuda::upsample_nearest2x_backward<T>(gc.data(), gx.data(), planes, height, width));
-        }
-        return std::tuple{gx};
-      },
-      x);
-  return out;
+  return apply(UpsampleNearest2x{}, x);
 }
 
 }  // namespace mentor

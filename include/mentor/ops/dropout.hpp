@@ -5,13 +5,12 @@
 // (gen.reserve(numel)), so the backward regenerates the same mask and CPU and CUDA agree bit for
 // bit. Identity (the input itself) when !training or p == 0; all zeros when p == 1.
 #include <cstdint>
-#include <type_traits>
 
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/backend/launch/dropout.hpp"
 #include "mentor/core/random.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 
 namespace mentor {
 
@@ -38,25 +37,41 @@ void dropout_kernel(const T* x, T* out, int64_t n, uint64_t seed, uint64_t offse
 
 }  // namespace cpu
 
-namespace detail {
+// The kernel on x (forward) and on the gradient (backward): the same mask both times.
+struct Dropout {
+  static constexpr OpSaves saves = OpSaves::None;
+  uint64_t seed, offset;
+  float p;
+  double scale;
 
-template <class T, class D>
-Tensor<T, D> dropout_apply(const Tensor<T, D>& x, uint64_t seed, uint64_t offset, float p,
-                           double scale) {
-  Tensor<T, D> src = x.contiguous_nograd();
-  Tensor<T, D> out = Tensor<T, D>::empty(x.shape());
-  if constexpr (std::is_same_v<D, CPU>) {
-    cpu::dropout_kernel(src.data(), out.data(), out.numel(), seed, offset, p,
-                        static_cast<acc_t<T>>(scale));
-  } else {
-    MENTOR_CUDA_CALL(cuda::dropout_apply(src.data(), out.data(), out.numel(), seed, offset, p,
-                                         static_cast<float>(scale)));
+  const char* name() const { return "dropout"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) const {
+    return x.shape();
   }
-  return out;
-}
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& out) const {
+    cpu::dropout_kernel(x.data(), out.data(), out.numel(), seed, offset, p,
+                        static_cast<acc_t<T>>(scale));
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& out) const {
+    cuda::dropout_apply(x.data(), out.data(), out.numel(), seed, offset, p,
+                        static_cast<float>(scale));
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>&, const Tensor<T, CPU>&, const Tensor<T, CPU>& grad_out,
+                    Tensor<T, CPU>& grad_x) const {
+    forward_cpu(grad_out, grad_x);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>&, const Tensor<T, CUDA>&,
+                     const Tensor<T, CUDA>& grad_out, Tensor<T, CUDA>& grad_x) const {
+    forward_cuda(grad_out, grad_x);
+  }
+};
 
-}  // namespace detail
-
+// p == 1 needs no case of its own: every uniform is below 1, so nothing is kept (scale unused).
 template <FloatingElement T, class D>
 Tensor<T, D> dropout(const Tensor<T, D>& x, double p, Generator& gen, bool training) {
   MENTOR_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability ", p, " is outside [0, 1] (input ",
@@ -64,25 +79,7 @@ Tensor<T, D> dropout(const Tensor<T, D>& x, double p, Generator& gen, bool train
   if (!training || p == 0.0) return x;
   const uint64_t seed = gen.seed;
   const uint64_t offset = gen.reserve(x.numel());
-  Tensor<T, D> out;
-  if (p == 1.0) {
-    out = Tensor<T, D>::zeros(x.shape());
-    autograd::record(
-        "dropout", out,
-        [shape = x.shape()](const Tensor<T, D>&) { return std::tuple{Tensor<T, D>::zeros(shape)}; },
-        x);
-    return out;
-  }
-  const float p_float = static_cast<float>(p);
-  const double scale = 1.0 / (1.0 - p);
-  out = detail::dropout_apply(x, seed, offset, p_float, scale);
-  autograd::record(
-      "dropout", out,
-      [seed, offset, p_float, scale](const Tensor<T, D>& g) {
-        return std::tuple{detail::dropout_apply(g, seed, offset, p_float, scale)};
-      },
-      x);
-  return out;
+  return apply(Dropout{seed, offset, static_cast<float>(p), 1.0 / (1.0 - p)}, x);
 }
 
 }  // namespace mentor

@@ -2,19 +2,21 @@
 // Losses: cross_entropy (mean over rows), cross_entropy_weighted (LlamaGen's per-sample validity),
 // mse_loss and l1_loss (means). Every loss returns a tensor of shape [].
 //
-// Cross-entropy is fused: the forward reads each row of logits once (online max / Σ exp, see
-// softmax.hpp), keeps only the per-row log-sum-exp, and the backward writes
-// (softmax − onehot) · scale straight into the gradient, so nothing of size rows × vocab is
+// Cross-entropy is fused: the forward reads each row of logits once (online max / Σ exp,
+// backend/cpu/rows.hpp's row_max_sum_exp), keeps only the per-row log-sum-exp, and the backward
+// writes (softmax − onehot) · scale straight into the gradient, so nothing of size rows × vocab is
 // allocated besides the gradient itself. Rows run in parallel.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
+#include "mentor/backend/cpu/math.hpp"
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cpu/rows.hpp"
 #include "mentor/backend/launch/loss.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 #include "mentor/ops/elementwise.hpp"
 #include "mentor/ops/reduce.hpp"
 #include "mentor/ops/softmax.hpp"
@@ -90,72 +92,105 @@ void cross_entropy_backward_kernel(const T* logits, const int64_t* targets, cons
 
 }  // namespace cpu
 
-namespace detail {
+// Cross-entropy of logits viewed as [rows, vocab] against class targets [rows], row r weighted by
+// valid[r / rows_per_sample] (cross_entropy_weighted) or 1 (cross_entropy, valid undefined). The
+// aux output keeps, for the backward, each row's log-sum-exp followed by 1 / the denominator.
+struct CrossEntropy {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  template <class T>
+  using aux_t = acc_t<T>;
+  bool weighted;
+  // Geometry, from output_shape().
+  int64_t rows = 0, vocab = 0, rows_per_sample = 1;
 
-// logits viewed as [rows, vocab]; valid (may be undefined) weighs rows in groups of
-// rows_per_sample.
-template <class T, class D>
-Tensor<T, D> cross_entropy_impl(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
-                                const Tensor<T, D>& valid, int64_t rows, int64_t vocab,
-                                int64_t rows_per_sample, const char* name) {
-  using A = acc_t<T>;
-  Tensor<T, D> x = logits.contiguous_nograd();
-  Tensor<int64_t, D> t = targets.contiguous_nograd();
-  Tensor<T, D> w = valid.defined() ? valid.contiguous_nograd() : Tensor<T, D>();
-  Tensor<A, D> lse = Tensor<A, D>::empty(Shape{rows});
-  Tensor<A, D> inv_denom = Tensor<A, D>::empty(Shape{1});
-  Tensor<T, D> loss = Tensor<T, D>::empty(Shape{});
-  if constexpr (std::is_same_v<D, CPU>) {
-    cpu::check_class_targets(t.data(), rows, vocab, name);
+  const char* name() const { return weighted ? "cross_entropy_weighted" : "cross_entropy"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
+                     const Tensor<T, D>& valid) {
+    if (!weighted) {
+      MENTOR_CHECK_SHAPE(
+          logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
+          "cross_entropy: expected logits [N, V] and targets [N], got logits ",
+          logits.shape().str(), " and targets ", targets.shape().str());
+      rows = logits.size(0);
+      vocab = logits.size(1);
+      return Shape{};
+    }
+    MENTOR_CHECK_SHAPE(
+        logits.dim() == 3 && targets.dim() == 2 && valid.dim() == 1 &&
+            targets.size(0) == logits.size(0) && targets.size(1) == logits.size(1) &&
+            valid.size(0) == logits.size(0),
+        "cross_entropy_weighted: expected logits [B, L, V], targets [B, L] and valid [B], "
+        "got logits ",
+        logits.shape().str(), ", targets ", targets.shape().str(), " and valid ",
+        valid.shape().str());
+    const int64_t length = logits.size(1);
+    rows = logits.size(0) * length;
+    vocab = logits.size(2);
+    rows_per_sample = std::max<int64_t>(length, 1);
+    return Shape{};
+  }
+  Shape aux_shape() const { return Shape{rows + 1}; }
+
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& logits, const Tensor<int64_t, CPU>& targets,
+                   const Tensor<T, CPU>& valid, Tensor<T, CPU>& loss,
+                   Tensor<acc_t<T>, CPU>& lse_inv_denom) const {
+    using A = acc_t<T>;
+    cpu::check_class_targets(targets.data(), rows, vocab, name());
     double denom = static_cast<double>(rows);
-    if (w.defined()) {
+    if (valid.defined()) {
       double valid_sum = 0;
-      for (int64_t b = 0; b < w.numel(); ++b)
-        valid_sum += static_cast<double>(static_cast<A>(w.data()[b]));
+      for (int64_t b = 0; b < valid.numel(); ++b)
+        valid_sum += static_cast<double>(static_cast<A>(valid.data()[b]));
       denom = std::max(valid_sum * static_cast<double>(rows_per_sample), 1.0);
     }
-    inv_denom.data()[0] = static_cast<A>(1.0 / denom);
-    cpu::cross_entropy_forward_kernel(x.data(), t.data(), w.defined() ? w.data() : nullptr, rows,
-                                      vocab, rows_per_sample, lse.data(), inv_denom.data()[0],
-                                      loss.data());
-  } else {
-    MENTOR_CUDA_CALL(cuda::cross_entropy_forward(
-        x.data(), t.data(), w.defined() ? w.data() : nullptr, rows, vocab, rows_per_sample,
-        lse.data(), inv_denom.data(), loss.data()));
+    A* lse = lse_inv_denom.data();
+    lse[rows] = static_cast<A>(1.0 / denom);
+    cpu::cross_entropy_forward_kernel(logits.data(), targets.data(), valid_or_null(valid), rows,
+                                      vocab, rows_per_sample, lse, lse[rows], loss.data());
   }
-  // `valid` is a constant weight (no gradient), so only the logits are recorded as an input.
-  autograd::record(
-      name, loss,
-      [x = x.detach(), t, w, lse, inv_denom, rows, vocab, rows_per_sample,
-       shape = logits.shape()](const Tensor<T, D>& g) {
-        Tensor<T, D> grad = Tensor<T, D>::empty(shape);
-        const T* pw = w.defined() ? w.data() : nullptr;
-        if constexpr (std::is_same_v<D, CPU>) {
-          cpu::cross_entropy_backward_kernel(x.data(), t.data(), pw, rows, vocab, rows_per_sample,
-                                             lse.data(), inv_denom.data()[0],
-                                             static_cast<A>(g.item()), grad.data());
-        } else {
-          Tensor<T, D> gc = g.contiguous_nograd();
-          MENTOR_CUDA_CALL(cuda::cross_entropy_backward(x.data(), t.data(), pw, rows, vocab,
-                                                        rows_per_sample, lse.data(),
-                                                        inv_denom.data(), gc.data(), grad.data()));
-        }
-        return std::tuple{grad};
-      },
-      logits);
-  return loss;
-}
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& logits, const Tensor<int64_t, CUDA>& targets,
+                    const Tensor<T, CUDA>& valid, Tensor<T, CUDA>& loss,
+                    Tensor<acc_t<T>, CUDA>& lse_inv_denom) const {
+    acc_t<T>* lse = lse_inv_denom.data();
+    cuda::cross_entropy_forward(logits.data(), targets.data(), valid_or_null(valid), rows, vocab,
+                                rows_per_sample, lse, lse + rows, loss.data());
+  }
+  // `valid` is a constant weight: it takes no gradient (the callers pass it detached).
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>& logits, const Tensor<int64_t, CPU>& targets,
+                    const Tensor<T, CPU>& valid, const Tensor<T, CPU>&,
+                    const Tensor<acc_t<T>, CPU>& lse_inv_denom, const Tensor<T, CPU>& grad_out,
+                    Tensor<T, CPU>& grad_logits, autograd::NoGrad&, Tensor<T, CPU>&) const {
+    const acc_t<T>* lse = lse_inv_denom.data();
+    cpu::cross_entropy_backward_kernel(logits.data(), targets.data(), valid_or_null(valid), rows,
+                                       vocab, rows_per_sample, lse, lse[rows],
+                                       static_cast<acc_t<T>>(grad_out.item()), grad_logits.data());
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>& logits, const Tensor<int64_t, CUDA>& targets,
+                     const Tensor<T, CUDA>& valid, const Tensor<T, CUDA>&,
+                     const Tensor<acc_t<T>, CUDA>& lse_inv_denom, const Tensor<T, CUDA>& grad_out,
+                     Tensor<T, CUDA>& grad_logits, autograd::NoGrad&, Tensor<T, CUDA>&) const {
+    const acc_t<T>* lse = lse_inv_denom.data();
+    cuda::cross_entropy_backward(logits.data(), targets.data(), valid_or_null(valid), rows, vocab,
+                                 rows_per_sample, lse, lse + rows, grad_out.data(),
+                                 grad_logits.data());
+  }
 
-}  // namespace detail
+ private:
+  template <class T, class D>
+  static const T* valid_or_null(const Tensor<T, D>& valid) {
+    return valid.defined() ? valid.data() : nullptr;
+  }
+};
 
 // mean_r (logsumexp(logits[r]) − logits[r, targets[r]]) for logits [N, V], targets [N] in [0, V).
 template <FloatingElement T, class D>
 Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets) {
-  MENTOR_CHECK_SHAPE(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
-                     "cross_entropy: expected logits [N, V] and targets [N], got logits ",
-                     logits.shape().str(), " and targets ", targets.shape().str());
-  return detail::cross_entropy_impl(logits, targets, Tensor<T, D>(), logits.size(0), logits.size(1),
-                                    1, "cross_entropy");
+  return apply(CrossEntropy{false}, logits, targets, Tensor<T, D>()).first;
 }
 
 // LlamaGen's loss with per-sample validity: logits [B, L, V], targets [B, L], valid [B] (weights,
@@ -164,17 +199,7 @@ Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<int64_t, D>&
 template <FloatingElement T, class D>
 Tensor<T, D> cross_entropy_weighted(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
                                     const Tensor<T, D>& valid) {
-  MENTOR_CHECK_SHAPE(
-      logits.dim() == 3 && targets.dim() == 2 && valid.dim() == 1 &&
-          targets.size(0) == logits.size(0) && targets.size(1) == logits.size(1) &&
-          valid.size(0) == logits.size(0),
-      "cross_entropy_weighted: expected logits [B, L, V], targets [B, L] and valid [B], "
-      "got logits ",
-      logits.shape().str(), ", targets ", targets.shape().str(), " and valid ",
-      valid.shape().str());
-  const int64_t batch = logits.size(0), length = logits.size(1), vocab = logits.size(2);
-  return detail::cross_entropy_impl(logits, targets, valid, batch * length, vocab,
-                                    std::max<int64_t>(length, 1), "cross_entropy_weighted");
+  return apply(CrossEntropy{true}, logits, targets, valid.detach()).first;
 }
 
 // mean((a − b)²) over all elements; a and b of the same shape.

@@ -20,7 +20,7 @@
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/backend/launch/matmul.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 
 namespace mentor {
 
@@ -105,13 +105,171 @@ inline Shape matmul_batch(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
-// out[c] = sum_r x[r, c] (x contiguous [rows, cols]) in acc precision, rounded once.
+// How gemm reads one operand of a product: the view itself when its layout allows (trans flag
+// and pitch from gemm_layout), else a contiguous copy; the offset of each of its matrices over
+// the output's batch and their common stride (-1 when irregular).
 template <class T, class D>
-Tensor<T, D> column_sums(const Tensor<T, D>& x_in) {
-  const Tensor<T, D> x = x_in.contiguous_nograd();
-  const int64_t cols = x.size(-1), rows = cols == 0 ? 0 : x.numel() / cols;
-  Tensor<T, D> out = Tensor<T, D>::empty(Shape{cols});
-  if constexpr (std::is_same_v<D, CPU>) {
+struct GemmOperand {
+  Tensor<T, D> matrix;
+  bool trans = false;
+  int64_t ld = 0;
+  std::vector<int64_t> offsets;
+  int64_t stride = 0;
+};
+
+template <class T, class D>
+GemmOperand<T, D> gemm_operand(const Tensor<T, D>& x, const Shape& batch) {
+  GemmOperand<T, D> op;
+  op.matrix = x;
+  if (!gemm_layout(x.shape(), x.strides(), op.trans, op.ld)) {
+    op.matrix = x.contiguous_nograd();
+    op.trans = false;
+    op.ld = std::max<int64_t>(x.size(-1), 1);
+  }
+  op.offsets = batch_offsets(op.matrix.shape(), op.matrix.strides(), batch);
+  op.stride = progression_stride(op.offsets);
+  return op;
+}
+
+}  // namespace detail
+
+// ---- the ops ---------------------------------------------------------------------------------
+
+// a [..., M, K] @ b [..., K, N] (+ bias [N] on every row, when defined) into the contiguous
+// [batch..., M, N] output, recording nothing: the product of matmul, linear and their backward
+// passes. The operands reach the kernels as the views they are (see the file comment).
+struct MatmulProduct {
+  static constexpr bool differentiable = false;
+  static constexpr bool strided_inputs = true;
+  const char* op_name;  // the op named in errors
+  Shape batch{};        // the broadcast batch dimensions
+
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& a, const Tensor<T, D>& b, const Tensor<T, D>& bias) {
+    MENTOR_CHECK_SHAPE(a.dim() >= 2 && b.dim() >= 2, op_name, ": operands need rank >= 2, got ",
+                       a.shape().str(), " and ", b.shape().str());
+    const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+    MENTOR_CHECK_SHAPE(b.size(-2) == K, op_name, ": inner dimensions differ: ", a.shape().str(),
+                       " @ ", b.shape().str());
+    MENTOR_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.size(0) == N), op_name,
+                       ": bias of shape ", bias.shape().str(), " for ", N, " output features");
+    batch = detail::matmul_batch(a.shape(), b.shape(), op_name);
+    Shape out_shape = batch;
+    out_shape.push_back(M);
+    out_shape.push_back(N);
+    return out_shape;
+  }
+
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& a, const Tensor<T, CPU>& b, const Tensor<T, CPU>& bias,
+                   Tensor<T, CPU>& out) const {
+    if (out.numel() == 0) return;
+    if constexpr (std::is_same_v<T, bf16>) {
+      // bf16: multiply in float, round the result once.
+      Tensor<float, CPU> bias_f;
+      if (bias.defined()) bias_f = bias.template to<float>();
+      Tensor<float, CPU> out_f = Tensor<float, CPU>::empty(out.shape());
+      forward_cpu(a.template to<float>(), b.template to<float>(), bias_f, out_f);
+      detail::DeviceOps<CPU>::convert<bf16>(out_f.data(), out.data(), out.numel());
+    } else {
+      const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+      const detail::GemmOperand<T, CPU> lhs = detail::gemm_operand(a, batch),
+                                        rhs = detail::gemm_operand(b, batch);
+      const int64_t n_batch = batch.numel(), ldc = std::max<int64_t>(N, 1), stride_c = M * N;
+      T beta = T(0);  // 1 when the output is initialised with the bias
+      if (bias.defined()) {
+        beta = T(1);
+        const Tensor<T, CPU> bias_c = bias.contiguous_nograd();
+        const T* pb = bias_c.data();
+        T* po = out.data();
+        cpu::parallel_for(n_batch * M, std::max<int64_t>(1, 65536 / std::max<int64_t>(N, 1)),
+                          [&](int64_t begin, int64_t end) {
+                            for (int64_t r = begin; r < end; ++r) std::copy(pb, pb + N, po + r * N);
+                          });
+      }
+      const T* pa = lhs.matrix.data();
+      const T* pb = rhs.matrix.data();
+      T* pc = out.data();
+      if (folds(lhs, rhs, M)) {
+        cpu::gemm(lhs.trans, rhs.trans, n_batch * M, N, K, T(1), pa, lhs.ld, pb, rhs.ld, beta, pc,
+                  ldc);
+      } else if (lhs.stride >= 0 && rhs.stride >= 0) {
+        cpu::gemm_batched(lhs.trans, rhs.trans, n_batch, M, N, K, T(1), pa, lhs.ld, lhs.stride, pb,
+                          rhs.ld, rhs.stride, beta, pc, ldc, stride_c);
+      } else {
+        // Irregular batch offsets (e.g. a permuted batch): one serial GEMM per matrix.
+        cpu::parallel_for(n_batch, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i)
+            cpu::gemm(lhs.trans, rhs.trans, M, N, K, T(1), pa + lhs.offsets[static_cast<size_t>(i)],
+                      lhs.ld, pb + rhs.offsets[static_cast<size_t>(i)], rhs.ld, beta,
+                      pc + i * stride_c, ldc);
+        });
+      }
+    }
+  }
+
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& a, const Tensor<T, CUDA>& b, const Tensor<T, CUDA>& bias,
+                    Tensor<T, CUDA>& out) const {
+    if (out.numel() == 0) return;
+    const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+    detail::GemmOperand<T, CUDA> lhs = detail::gemm_operand(a, batch),
+                                 rhs = detail::gemm_operand(b, batch);
+    const int64_t n_batch = batch.numel(), ldc = std::max<int64_t>(N, 1), stride_c = M * N;
+    float beta = 0.0f;  // 1 when the output is initialised with the bias
+    if (bias.defined()) {
+      beta = 1.0f;
+      const Tensor<T, CUDA> bias_c = bias.contiguous_nograd();
+      cuda::broadcast_rows(bias_c.data(), out.data(), n_batch * M, N);
+    }
+    const bool fold = folds(lhs, rhs, M);
+    // cuBLAS takes one stride per operand: materialise an operand whose batch is irregular.
+    auto regularise = [&](detail::GemmOperand<T, CUDA>& x, int64_t rows, int64_t cols) {
+      if (x.stride >= 0) return;
+      Shape full = batch;
+      full.push_back(rows);
+      full.push_back(cols);
+      x.matrix = x.matrix.expand(full).contiguous_nograd();
+      x.trans = false;
+      x.ld = std::max<int64_t>(cols, 1);
+      x.stride = rows * cols;
+    };
+    regularise(lhs, M, K);
+    regularise(rhs, K, N);
+    if (fold) {
+      cuda::gemm_strided_batched(lhs.trans, rhs.trans, 1, n_batch * M, N, K, 1.0f,
+                                 lhs.matrix.data(), lhs.ld, 0, rhs.matrix.data(), rhs.ld, 0, beta,
+                                 out.data(), ldc, 0);
+    } else {
+      cuda::gemm_strided_batched(lhs.trans, rhs.trans, n_batch, M, N, K, 1.0f, lhs.matrix.data(),
+                                 lhs.ld, lhs.stride, rhs.matrix.data(), rhs.ld, rhs.stride, beta,
+                                 out.data(), ldc, stride_c);
+    }
+  }
+
+ private:
+  // A batch of row-major matrices stacked M rows apart times one shared matrix: one tall GEMM.
+  template <class T, class D>
+  bool folds(const detail::GemmOperand<T, D>& lhs, const detail::GemmOperand<T, D>& rhs,
+             int64_t M) const {
+    return rhs.stride == 0 && !lhs.trans && (batch.numel() == 1 || lhs.stride == M * lhs.ld);
+  }
+};
+
+// out[c] = sum_r x[r, c] (x contiguous [rows, cols]) in acc precision, rounded once: the bias
+// gradient of linear.
+struct ColumnSums {
+  static constexpr bool differentiable = false;
+  int64_t rows = 0, cols = 0;
+
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    cols = x.size(-1);
+    rows = cols == 0 ? 0 : x.numel() / cols;
+    return Shape{cols};
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& out) const {
     using A = acc_t<T>;
     const T* px = x.data();
     T* po = out.data();
@@ -127,124 +285,21 @@ Tensor<T, D> column_sums(const Tensor<T, D>& x_in) {
                         for (int64_t c = begin; c < end; ++c)
                           po[c] = static_cast<T>(acc[static_cast<size_t>(c - begin)]);
                       });
-  } else {
-    MENTOR_CUDA_CALL(cuda::column_sums(x.data(), out.data(), rows, cols));
   }
-  return out;
-}
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& out) const {
+    cuda::column_sums(x.data(), out.data(), rows, cols);
+  }
+};
+
+namespace detail {
 
 // The product a @ b (+ bias added to every row when `bias` is defined), recording nothing.
 // Shapes: a [..., M, K], b [..., K, N], bias [N]; the result is contiguous [batch..., M, N].
 template <class T, class D>
 Tensor<T, D> matmul_nograd(const Tensor<T, D>& a, const Tensor<T, D>& b, const Tensor<T, D>& bias,
                            const char* op) {
-  MENTOR_CHECK_SHAPE(a.dim() >= 2 && b.dim() >= 2, op, ": operands need rank >= 2, got ",
-                     a.shape().str(), " and ", b.shape().str());
-  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  MENTOR_CHECK_SHAPE(b.size(-2) == K, op, ": inner dimensions differ: ", a.shape().str(), " @ ",
-                     b.shape().str());
-  MENTOR_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.size(0) == N), op,
-                     ": bias of shape ", bias.shape().str(), " for ", N, " output features");
-  const Shape batch = matmul_batch(a.shape(), b.shape(), op);
-  Shape out_shape = batch;
-  out_shape.push_back(M);
-  out_shape.push_back(N);
-
-  if constexpr (std::is_same_v<D, CPU> && std::is_same_v<T, bf16>) {
-    // bf16: multiply in float, round the result once.
-    Tensor<float, CPU> bias_f;
-    if (bias.defined()) bias_f = bias.detach().template to<float>();
-    return matmul_nograd(a.detach().template to<float>(), b.detach().template to<float>(), bias_f,
-                         op)
-        .template to<bf16>();
-  } else {
-    Tensor<T, D> out = Tensor<T, D>::empty(out_shape);
-    if (out.numel() == 0) return out;
-    Tensor<T, D> a_op = a.detach(), b_op = b.detach();
-    bool trans_a = false, trans_b = false;
-    int64_t lda = 0, ldb = 0;
-    if (!gemm_layout(a_op.shape(), a_op.strides(), trans_a, lda)) {
-      a_op = a_op.contiguous_nograd();
-      trans_a = false;
-      lda = std::max<int64_t>(K, 1);
-    }
-    if (!gemm_layout(b_op.shape(), b_op.strides(), trans_b, ldb)) {
-      b_op = b_op.contiguous_nograd();
-      trans_b = false;
-      ldb = std::max<int64_t>(N, 1);
-    }
-    std::vector<int64_t> offsets_a = batch_offsets(a_op.shape(), a_op.strides(), batch);
-    std::vector<int64_t> offsets_b = batch_offsets(b_op.shape(), b_op.strides(), batch);
-    int64_t stride_a = progression_stride(offsets_a), stride_b = progression_stride(offsets_b);
-    const int64_t n_batch = batch.numel();
-    const int64_t ldc = std::max<int64_t>(N, 1), stride_c = M * N;
-
-    float beta = 0.0f;  // 1 when the output is initialised with the bias
-    if (bias.defined()) {
-      beta = 1.0f;
-      const Tensor<T, D> bias_c = bias.contiguous_nograd();
-      const int64_t rows = n_batch * M;
-      if constexpr (std::is_same_v<D, CPU>) {
-        const T* pb = bias_c.data();
-        T* po = out.data();
-        cpu::parallel_for(rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(N, 1)),
-                          [&](int64_t begin, int64_t end) {
-                            for (int64_t r = begin; r < end; ++r) std::copy(pb, pb + N, po + r * N);
-                          });
-      } else {
-        MENTOR_CUDA_CALL(cuda::broadcast_rows(bias_c.data(), out.data(), rows, N));
-      }
-    }
-
-    // A batch of row-major matrices stacked at M rows apart times one shared matrix: one tall GEMM.
-    const bool fold = stride_b == 0 && !trans_a && (n_batch == 1 || stride_a == M * lda);
-    if constexpr (std::is_same_v<D, CPU>) {
-      if (fold) {
-        cpu::gemm(trans_a, trans_b, n_batch * M, N, K, T(1), a_op.data(), lda, b_op.data(), ldb,
-                  static_cast<T>(beta), out.data(), ldc);
-      } else if (stride_a >= 0 && stride_b >= 0) {
-        cpu::gemm_batched(trans_a, trans_b, n_batch, M, N, K, T(1), a_op.data(), lda, stride_a,
-                          b_op.data(), ldb, stride_b, static_cast<T>(beta), out.data(), ldc,
-                          stride_c);
-      } else {
-        // Irregular batch offsets (e.g. a permuted batch): one serial GEMM per matrix.
-        const T* pa = a_op.data();
-        const T* pb = b_op.data();
-        T* pc = out.data();
-        cpu::parallel_for(n_batch, 1, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i)
-            cpu::gemm(trans_a, trans_b, M, N, K, T(1), pa + offsets_a[static_cast<size_t>(i)], lda,
-                      pb + offsets_b[static_cast<size_t>(i)], ldb, static_cast<T>(beta),
-                      pc + i * stride_c, ldc);
-        });
-      }
-    } else {
-      // cuBLAS takes one stride per operand: materialise an operand whose batch is irregular.
-      auto regularise = [&](Tensor<T, D>& x, int64_t rows, int64_t cols, bool& trans, int64_t& ld,
-                            int64_t& stride) {
-        if (stride >= 0) return;
-        Shape full = batch;
-        full.push_back(rows);
-        full.push_back(cols);
-        x = x.expand(full).contiguous_nograd();
-        trans = false;
-        ld = std::max<int64_t>(cols, 1);
-        stride = rows * cols;
-      };
-      regularise(a_op, M, K, trans_a, lda, stride_a);
-      regularise(b_op, K, N, trans_b, ldb, stride_b);
-      if (fold) {
-        MENTOR_CUDA_CALL(cuda::gemm_strided_batched(trans_a, trans_b, 1, n_batch * M, N, K, 1.0f,
-                                                    a_op.data(), lda, 0, b_op.data(), ldb, 0, beta,
-                                                    out.data(), ldc, 0));
-      } else {
-        MENTOR_CUDA_CALL(cuda::gemm_strided_batched(trans_a, trans_b, n_batch, M, N, K, 1.0f,
-                                                    a_op.data(), lda, stride_a, b_op.data(), ldb,
-                                                    stride_b, beta, out.data(), ldc, stride_c));
-      }
-    }
-    return out;
-  }
+  return apply(MatmulProduct{op}, a, b, bias);
 }
 
 // Number of matrices in the batch dimensions of a [..., rows, cols] shape.
@@ -274,21 +329,107 @@ Tensor<T, D> matmul_grad_b(const Tensor<T, D>& g, const Tensor<T, D>& a, const T
 
 }  // namespace detail
 
+// a @ b with matmul's backward: dL/da = dC b^T and dL/db = a^T dC, each summed over the batch
+// dimensions its operand was broadcast along.
+struct Matmul {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  static constexpr bool strided_inputs = true;
+  static constexpr bool composite_backward = true;
+  MatmulProduct product{"matmul"};
+
+  const char* name() const { return "matmul"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+    return product.output_shape(a, b, Tensor<T, D>());
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& a, const Tensor<T, CPU>& b, Tensor<T, CPU>& out) const {
+    product.forward_cpu(a, b, Tensor<T, CPU>(), out);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& a, const Tensor<T, CUDA>& b,
+                    Tensor<T, CUDA>& out) const {
+    product.forward_cuda(a, b, Tensor<T, CUDA>(), out);
+  }
+  template <class T, class D>
+  std::tuple<Tensor<T, D>, Tensor<T, D>> backward(const Tensor<T, D>& a, const Tensor<T, D>& b,
+                                                  const Tensor<T, D>&, const Tensor<T, D>& grad_out,
+                                                  const std::array<bool, 2>& needs) const {
+    Tensor<T, D> grad_a, grad_b;
+    if (needs[0]) grad_a = detail::matmul_grad_a(grad_out, a, b);
+    if (needs[1]) grad_b = detail::matmul_grad_b(grad_out, a, b);
+    return {grad_a, grad_b};
+  }
+};
+
+// x [..., in] w^T + bias as one product over the rows of x: [rows, in] @ [in, out] (the
+// transposed view of w), the bias initialising the output.
+struct Linear {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  static constexpr bool strided_inputs = true;
+  static constexpr bool composite_backward = true;
+  int64_t rows = 0, in_features = 0, out_features = 0;
+
+  const char* name() const { return "linear"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias) {
+    MENTOR_CHECK_SHAPE(weight.dim() == 2, "linear: weight must be [out, in], got ",
+                       weight.shape().str());
+    MENTOR_CHECK_SHAPE(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input of shape ",
+                       x.shape().str(), " does not end in the ", weight.size(1),
+                       " input features of weight ", weight.shape().str());
+    MENTOR_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
+                       "linear: bias of shape ", bias.shape().str(), " for weight ",
+                       weight.shape().str());
+    in_features = weight.size(1);
+    out_features = weight.size(0);
+    rows = 1;
+    for (int i = 0; i + 1 < x.dim(); ++i) rows *= x.size(i);
+    Shape out_shape = x.shape();
+    out_shape[out_shape.rank() - 1] = out_features;
+    return out_shape;
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& weight,
+                   const Tensor<T, CPU>& bias, Tensor<T, CPU>& out) const {
+    forward(x, weight, bias, out);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& weight,
+                    const Tensor<T, CUDA>& bias, Tensor<T, CUDA>& out) const {
+    forward(x, weight, bias, out);
+  }
+  template <class T, class D>
+  std::tuple<Tensor<T, D>, Tensor<T, D>, Tensor<T, D>> backward(
+      const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>&, const Tensor<T, D>&,
+      const Tensor<T, D>& grad_out, const std::array<bool, 3>& needs) const {
+    const Tensor<T, D> g_rows = grad_out.reshape(Shape{rows, out_features});
+    Tensor<T, D> grad_x, grad_w, grad_b;
+    if (needs[0])
+      grad_x =
+          detail::matmul_nograd(g_rows, weight, Tensor<T, D>(), "linear backward").view(x.shape());
+    if (needs[1])
+      grad_w = detail::matmul_nograd(g_rows.t(), x.reshape(Shape{rows, in_features}),
+                                     Tensor<T, D>(), "linear backward");
+    if (needs[2]) grad_b = apply(ColumnSums{}, g_rows);
+    return {grad_x, grad_w, grad_b};
+  }
+
+ private:
+  template <class T, class D>
+  void forward(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
+               Tensor<T, D>& out) const {
+    Tensor<T, D> out_rows = out.view(Shape{rows, out_features});
+    launch(MatmulProduct{"linear"}, x.reshape(Shape{rows, in_features}), weight.t(), bias,
+           out_rows);
+  }
+};
+
 // a [..., M, K] @ b [..., K, N] -> [batch..., M, N] with the batch dimensions broadcast
 // (torch.matmul for rank >= 2). Transposed views are read in place.
 template <FloatingElement T, class D>
 Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
-  Tensor<T, D> out = detail::matmul_nograd(a, b, Tensor<T, D>(), "matmul");
-  autograd::record(
-      "matmul", out,
-      [a = a.detach(), b = b.detach()](const Tensor<T, D>& g, const std::array<bool, 2>& needs) {
-        Tensor<T, D> grad_a, grad_b;
-        if (needs[0]) grad_a = detail::matmul_grad_a(g, a, b);
-        if (needs[1]) grad_b = detail::matmul_grad_b(g, a, b);
-        return std::tuple{grad_a, grad_b};
-      },
-      a, b);
-  return out;
+  return apply(Matmul{}, a, b);
 }
 
 // nn.Linear: x [..., in] w^T + bias, with weight [out, in] and bias [out] (an undefined tensor for
@@ -296,38 +437,7 @@ Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
 template <FloatingElement T, class D>
 Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& weight,
                     const Tensor<T, D>& bias = Tensor<T, D>()) {
-  MENTOR_CHECK_SHAPE(weight.dim() == 2, "linear: weight must be [out, in], got ",
-                     weight.shape().str());
-  MENTOR_CHECK_SHAPE(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input of shape ",
-                     x.shape().str(), " does not end in the ", weight.size(1),
-                     " input features of weight ", weight.shape().str());
-  MENTOR_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
-                     "linear: bias of shape ", bias.shape().str(), " for weight ",
-                     weight.shape().str());
-  const int64_t in = weight.size(1), out_features = weight.size(0);
-  int64_t rows = 1;
-  for (int i = 0; i + 1 < x.dim(); ++i) rows *= x.size(i);
-  const Tensor<T, D> x_rows = x.detach().reshape(Shape{rows, in});
-  Shape out_shape = x.shape();
-  out_shape[out_shape.rank() - 1] = out_features;
-  Tensor<T, D> out =
-      detail::matmul_nograd(x_rows, weight.detach().t(), bias.detach(), "linear").view(out_shape);
-  autograd::record(
-      "linear", out,
-      [x_rows, w = weight.detach(), x_shape = x.shape(), rows, out_features](
-          const Tensor<T, D>& g, const std::array<bool, 3>& needs) {
-        const Tensor<T, D> g_rows = g.reshape(Shape{rows, out_features});
-        Tensor<T, D> grad_x, grad_w, grad_b;
-        if (needs[0])
-          grad_x =
-              detail::matmul_nograd(g_rows, w, Tensor<T, D>(), "linear backward").view(x_shape);
-        if (needs[1])
-          grad_w = detail::matmul_nograd(g_rows.t(), x_rows, Tensor<T, D>(), "linear backward");
-        if (needs[2]) grad_b = detail::column_sums(g_rows);
-        return std::tuple{grad_x, grad_w, grad_b};
-      },
-      x, weight, bias);
-  return out;
+  return apply(Linear{}, x, weight, bias);
 }
 
 }  // namespace mentor

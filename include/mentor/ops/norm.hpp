@@ -20,41 +20,14 @@
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cpu/rows.hpp"
 #include "mentor/backend/launch/norm.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 
 namespace mentor {
 
 namespace detail {
-
-// Per-channel sums accumulated by parallel row chunks: each chunk sums privately, then adds its
-// partial into the total under a lock (chunks are few: one per thread).
-template <class A>
-class ChannelSums {
- public:
-  explicit ChannelSums(int64_t channels) : total_(static_cast<size_t>(channels), A(0)) {}
-  std::vector<A> local() const { return std::vector<A>(total_.size(), A(0)); }
-  void merge(const std::vector<A>& partial) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t i = 0; i < total_.size(); ++i) total_[i] += partial[i];
-  }
-  template <class T>
-  Tensor<T, CPU> to_tensor() const {
-    Tensor<T, CPU> out = Tensor<T, CPU>::empty(Shape{static_cast<int64_t>(total_.size())});
-    for (size_t i = 0; i < total_.size(); ++i) out.data()[i] = static_cast<T>(total_[i]);
-    return out;
-  }
-
- private:
-  std::vector<A> total_;
-  std::mutex mutex_;
-};
-
-// Rows per parallel chunk so that a chunk holds at least ~16K elements.
-inline int64_t row_grain(int64_t row_length) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(row_length, 1));
-}
 
 template <class T, class D>
 void check_affine(const Tensor<T, D>& p, int64_t C, const char* op, const char* what,
@@ -75,95 +48,385 @@ T* data_or_null(Tensor<T, D>& t) {
 
 }  // namespace detail
 
+// ---- CPU kernels: the signatures of backend/launch/norm.hpp's CUDA launchers -----------------
+namespace cpu {
+
+// Per-channel sums accumulated by parallel row chunks: each chunk sums privately, then adds its
+// partial into the total under a lock (chunks are few: one per thread).
+template <class A>
+class ChannelSums {
+ public:
+  explicit ChannelSums(int64_t channels) : total_(static_cast<size_t>(channels), A(0)) {}
+  std::vector<A> local() const { return std::vector<A>(total_.size(), A(0)); }
+  void merge(const std::vector<A>& partial) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < total_.size(); ++i) total_[i] += partial[i];
+  }
+  template <class T>
+  void write(T* out) const {
+    for (size_t i = 0; i < total_.size(); ++i) out[i] = static_cast<T>(total_[i]);
+  }
+
+ private:
+  std::vector<A> total_;
+  std::mutex mutex_;
+};
+
+// Rows per parallel chunk so that a chunk holds at least ~16K elements.
+inline int64_t row_grain(int64_t row_length) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(row_length, 1));
+}
+
+template <class T>
+void rms_norm_forward(const T* x, const T* weight, T* y, int64_t rows, int64_t C, double eps) {
+  using A = acc_t<T>;
+  parallel_for(rows, row_grain(C), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * C;
+      T* yr = y + r * C;
+      const A rstd = row_rms_rstd(xr, C, eps);
+      for (int64_t c = 0; c < C; ++c) {
+        const T normed = static_cast<T>(static_cast<A>(xr[c]) * rstd);
+        yr[c] =
+            weight ? static_cast<T>(static_cast<A>(normed) * static_cast<A>(weight[c])) : normed;
+      }
+    }
+  });
+}
+
+// grad_x and grad_weight may be null (not wanted).
+template <class T>
+void rms_norm_backward(const T* x, const T* weight, const T* grad_y, T* grad_x, T* grad_weight,
+                       int64_t rows, int64_t C, double eps) {
+  using A = acc_t<T>;
+  ChannelSums<A> dw(C);
+  const bool want_w = grad_weight && weight;
+  parallel_for(rows, row_grain(C), [&](int64_t begin, int64_t end) {
+    std::vector<A> dw_local = want_w ? dw.local() : std::vector<A>();
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * C;
+      const T* gr = grad_y + r * C;
+      const A rstd = row_rms_rstd(xr, C, eps);
+      A dot = 0;  // Σ dx̂ x̂
+      for (int64_t c = 0; c < C; ++c) {
+        const A xhat = static_cast<A>(xr[c]) * rstd;
+        const A dxhat =
+            weight ? static_cast<A>(gr[c]) * static_cast<A>(weight[c]) : static_cast<A>(gr[c]);
+        dot += dxhat * xhat;
+        // The weight multiplies the normalised value as rounded to T.
+        if (want_w)
+          dw_local[static_cast<size_t>(c)] +=
+              static_cast<A>(gr[c]) * static_cast<A>(static_cast<T>(xhat));
+      }
+      if (grad_x) {
+        const A mean_dot = dot / static_cast<A>(C);
+        T* dxr = grad_x + r * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const A xhat = static_cast<A>(xr[c]) * rstd;
+          const A dxhat =
+              weight ? static_cast<A>(gr[c]) * static_cast<A>(weight[c]) : static_cast<A>(gr[c]);
+          dxr[c] = static_cast<T>(rstd * (dxhat - xhat * mean_dot));
+        }
+      }
+    }
+    if (want_w) dw.merge(dw_local);
+  });
+  if (want_w) dw.write(grad_weight);
+}
+
+template <class T>
+void layer_norm_forward(const T* x, const T* weight, const T* bias, T* y, int64_t rows, int64_t C,
+                        double eps) {
+  using A = acc_t<T>;
+  parallel_for(rows, row_grain(C), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * C;
+      T* yr = y + r * C;
+      const auto [mean, rstd] = row_moments(xr, C, eps);
+      for (int64_t c = 0; c < C; ++c) {
+        A v = (static_cast<A>(xr[c]) - mean) * rstd;
+        if (weight) v *= static_cast<A>(weight[c]);
+        if (bias) v += static_cast<A>(bias[c]);
+        yr[c] = static_cast<T>(v);
+      }
+    }
+  });
+}
+
+// grad_x, grad_weight and grad_bias may be null (not wanted).
+template <class T>
+void layer_norm_backward(const T* x, const T* weight, const T* grad_y, T* grad_x, T* grad_weight,
+                         T* grad_bias, int64_t rows, int64_t C, double eps) {
+  using A = acc_t<T>;
+  const bool want_w = grad_weight != nullptr, want_b = grad_bias != nullptr;
+  ChannelSums<A> dw(C), db(C);
+  parallel_for(rows, row_grain(C), [&](int64_t begin, int64_t end) {
+    std::vector<A> dw_local = want_w ? dw.local() : std::vector<A>();
+    std::vector<A> db_local = want_b ? db.local() : std::vector<A>();
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * C;
+      const T* gr = grad_y + r * C;
+      const auto [mean, rstd] = row_moments(xr, C, eps);
+      A sum_dxhat = 0, sum_dxhat_xhat = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const A xhat = (static_cast<A>(xr[c]) - mean) * rstd;
+        const A gc = static_cast<A>(gr[c]);
+        const A dxhat = weight ? gc * static_cast<A>(weight[c]) : gc;
+        sum_dxhat += dxhat;
+        sum_dxhat_xhat += dxhat * xhat;
+        if (want_w) dw_local[static_cast<size_t>(c)] += gc * xhat;
+        if (want_b) db_local[static_cast<size_t>(c)] += gc;
+      }
+      if (grad_x) {
+        const A mean_dxhat = sum_dxhat / static_cast<A>(C);
+        const A mean_dot = sum_dxhat_xhat / static_cast<A>(C);
+        T* dxr = grad_x + r * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const A xhat = (static_cast<A>(xr[c]) - mean) * rstd;
+          const A gc = static_cast<A>(gr[c]);
+          const A dxhat = weight ? gc * static_cast<A>(weight[c]) : gc;
+          dxr[c] = static_cast<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
+        }
+      }
+    }
+    if (want_w) dw.merge(dw_local);
+    if (want_b) db.merge(db_local);
+  });
+  if (want_w) dw.write(grad_weight);
+  if (want_b) db.write(grad_bias);
+}
+
+template <class T>
+void group_norm_forward(const T* x, const T* weight, const T* bias, T* y, int64_t N, int64_t C,
+                        int64_t spatial, int64_t groups, double eps) {
+  using A = acc_t<T>;
+  const int64_t channels_per_group = C / groups, group_size = channels_per_group * spatial;
+  parallel_for(N * groups, row_grain(group_size), [&](int64_t begin, int64_t end) {
+    for (int64_t ng = begin; ng < end; ++ng) {
+      const T* xg = x + ng * group_size;
+      T* yg = y + ng * group_size;
+      const auto [mean, rstd] = row_moments(xg, group_size, eps);
+      const int64_t c0 = (ng % groups) * channels_per_group;
+      for (int64_t cc = 0; cc < channels_per_group; ++cc) {
+        const A w = weight ? static_cast<A>(weight[c0 + cc]) : A(1);
+        const A b = bias ? static_cast<A>(bias[c0 + cc]) : A(0);
+        const T* xs = xg + cc * spatial;
+        T* ys = yg + cc * spatial;
+        for (int64_t s = 0; s < spatial; ++s)
+          ys[s] = static_cast<T>((static_cast<A>(xs[s]) - mean) * rstd * w + b);
+      }
+    }
+  });
+}
+
+// grad_x, grad_weight and grad_bias may be null (not wanted).
+template <class T>
+void group_norm_backward(const T* x, const T* weight, const T* grad_y, T* grad_x, T* grad_weight,
+                         T* grad_bias, int64_t N, int64_t C, int64_t spatial, int64_t groups,
+                         double eps) {
+  using A = acc_t<T>;
+  const int64_t channels_per_group = C / groups, group_size = channels_per_group * spatial;
+  // Per-(sample, channel) partial sums Σ_s g x̂ and Σ_s g, reduced over samples below.
+  std::vector<A> dw_nc(static_cast<size_t>(N * C), A(0)), db_nc(static_cast<size_t>(N * C), A(0));
+  parallel_for(N * groups, row_grain(group_size), [&](int64_t begin, int64_t end) {
+    for (int64_t ng = begin; ng < end; ++ng) {
+      const int64_t n = ng / groups, c0 = (ng % groups) * channels_per_group;
+      const T* xg = x + ng * group_size;
+      const T* gg = grad_y + ng * group_size;
+      const auto [mean, rstd] = row_moments(xg, group_size, eps);
+      A sum_dxhat = 0, sum_dxhat_xhat = 0;
+      for (int64_t cc = 0; cc < channels_per_group; ++cc) {
+        const A w = weight ? static_cast<A>(weight[c0 + cc]) : A(1);
+        A sum_g = 0, sum_g_xhat = 0;
+        for (int64_t s = 0; s < spatial; ++s) {
+          const int64_t i = cc * spatial + s;
+          const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
+          const A gv = static_cast<A>(gg[i]);
+          sum_g += gv;
+          sum_g_xhat += gv * xhat;
+        }
+        sum_dxhat += w * sum_g;
+        sum_dxhat_xhat += w * sum_g_xhat;
+        dw_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g_xhat;
+        db_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g;
+      }
+      if (!grad_x) continue;
+      const A mean_dxhat = sum_dxhat / static_cast<A>(group_size);
+      const A mean_dot = sum_dxhat_xhat / static_cast<A>(group_size);
+      T* dxg = grad_x + ng * group_size;
+      for (int64_t cc = 0; cc < channels_per_group; ++cc) {
+        const A w = weight ? static_cast<A>(weight[c0 + cc]) : A(1);
+        for (int64_t s = 0; s < spatial; ++s) {
+          const int64_t i = cc * spatial + s;
+          const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
+          const A dxhat = static_cast<A>(gg[i]) * w;
+          dxg[i] = static_cast<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
+        }
+      }
+    }
+  });
+  auto reduce_samples = [&](const std::vector<A>& per_nc, T* out) {
+    for (int64_t c = 0; c < C; ++c) {
+      A s = 0;
+      for (int64_t n = 0; n < N; ++n) s += per_nc[static_cast<size_t>(n * C + c)];
+      out[c] = static_cast<T>(s);
+    }
+  };
+  if (grad_weight) reduce_samples(dw_nc, grad_weight);
+  if (grad_bias) reduce_samples(db_nc, grad_bias);
+}
+
+}  // namespace cpu
+
+// ---- the ops ---------------------------------------------------------------------------------
+
+// LlamaGen RMSNorm over the last dimension: rows of C channels, weight [C] or undefined.
+struct RmsNorm {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  double eps;
+  int64_t rows = 0, C = 0;
+
+  const char* name() const { return "rms_norm"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x, const Tensor<T, D>& weight) {
+    MENTOR_CHECK_SHAPE(x.dim() >= 1, "rms_norm: input must have a channel dimension, got ",
+                       x.shape().str());
+    C = x.size(-1);
+    rows = C == 0 ? 0 : x.numel() / C;
+    detail::check_affine(weight, C, "rms_norm", "weight", x.shape());
+    return x.shape();
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& w, Tensor<T, CPU>& y) const {
+    cpu::rms_norm_forward(x.data(), detail::data_or_null(w), y.data(), rows, C, eps);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& w, Tensor<T, CUDA>& y) const {
+    cuda::rms_norm_forward(x.data(), detail::data_or_null(w), y.data(), rows, C,
+                           static_cast<float>(eps));
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& w, const Tensor<T, CPU>&,
+                    const Tensor<T, CPU>& gy, Tensor<T, CPU>& gx, Tensor<T, CPU>& gw) const {
+    cpu::rms_norm_backward(x.data(), detail::data_or_null(w), gy.data(), detail::data_or_null(gx),
+                           detail::data_or_null(gw), rows, C, eps);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& w, const Tensor<T, CUDA>&,
+                     const Tensor<T, CUDA>& gy, Tensor<T, CUDA>& gx, Tensor<T, CUDA>& gw) const {
+    // The CUDA kernel always writes grad_x: a throwaway buffer when it is not wanted.
+    Tensor<T, CUDA> dx = detail::defined_or_empty(gx, x.shape());
+    cuda::rms_norm_backward(x.data(), detail::data_or_null(w), gy.data(), dx.data(),
+                            detail::data_or_null(gw), rows, C, static_cast<float>(eps));
+  }
+};
+
+// nn.LayerNorm over the last dimension, biased variance; weight and bias [C] or undefined.
+struct LayerNorm {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  double eps;
+  int64_t rows = 0, C = 0;
+
+  const char* name() const { return "layer_norm"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias) {
+    MENTOR_CHECK_SHAPE(x.dim() >= 1, "layer_norm: input must have a channel dimension, got ",
+                       x.shape().str());
+    C = x.size(-1);
+    rows = C == 0 ? 0 : x.numel() / C;
+    detail::check_affine(weight, C, "layer_norm", "weight", x.shape());
+    detail::check_affine(bias, C, "layer_norm", "bias", x.shape());
+    return x.shape();
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& w, const Tensor<T, CPU>& b,
+                   Tensor<T, CPU>& y) const {
+    cpu::layer_norm_forward(x.data(), detail::data_or_null(w), detail::data_or_null(b), y.data(),
+                            rows, C, eps);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& w, const Tensor<T, CUDA>& b,
+                    Tensor<T, CUDA>& y) const {
+    cuda::layer_norm_forward(x.data(), detail::data_or_null(w), detail::data_or_null(b), y.data(),
+                             rows, C, static_cast<float>(eps));
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& w, const Tensor<T, CPU>&,
+                    const Tensor<T, CPU>&, const Tensor<T, CPU>& gy, Tensor<T, CPU>& gx,
+                    Tensor<T, CPU>& gw, Tensor<T, CPU>& gb) const {
+    cpu::layer_norm_backward(x.data(), detail::data_or_null(w), gy.data(), detail::data_or_null(gx),
+                             detail::data_or_null(gw), detail::data_or_null(gb), rows, C, eps);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& w, const Tensor<T, CUDA>&,
+                     const Tensor<T, CUDA>&, const Tensor<T, CUDA>& gy, Tensor<T, CUDA>& gx,
+                     Tensor<T, CUDA>& gw, Tensor<T, CUDA>& gb) const {
+    // The CUDA kernel always writes grad_x: a throwaway buffer when it is not wanted.
+    Tensor<T, CUDA> dx = detail::defined_or_empty(gx, x.shape());
+    cuda::layer_norm_backward(x.data(), detail::data_or_null(w), gy.data(), dx.data(),
+                              detail::data_or_null(gw), detail::data_or_null(gb), rows, C,
+                              static_cast<float>(eps));
+  }
+};
+
+// nn.GroupNorm over x [N, C, *]: groups of C/groups channels and all spatial positions.
+struct GroupNorm {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  int64_t groups;
+  double eps;
+  int64_t N = 0, C = 0, spatial = 1;
+
+  const char* name() const { return "group_norm"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias) {
+    MENTOR_CHECK_SHAPE(x.dim() >= 2, "group_norm: input must be [N, C, *], got ", x.shape().str());
+    N = x.size(0);
+    C = x.size(1);
+    MENTOR_CHECK_SHAPE(groups >= 1 && C % groups == 0, "group_norm: ", groups,
+                       " groups do not divide the ", C, " channels of input ", x.shape().str());
+    detail::check_affine(weight, C, "group_norm", "weight", x.shape());
+    detail::check_affine(bias, C, "group_norm", "bias", x.shape());
+    spatial = 1;
+    for (int i = 2; i < x.dim(); ++i) spatial *= x.size(i);
+    return x.shape();
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& w, const Tensor<T, CPU>& b,
+                   Tensor<T, CPU>& y) const {
+    cpu::group_norm_forward(x.data(), detail::data_or_null(w), detail::data_or_null(b), y.data(), N,
+                            C, spatial, groups, eps);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& w, const Tensor<T, CUDA>& b,
+                    Tensor<T, CUDA>& y) const {
+    cuda::group_norm_forward(x.data(), detail::data_or_null(w), detail::data_or_null(b), y.data(),
+                             N, C, spatial, groups, static_cast<float>(eps));
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>& w, const Tensor<T, CPU>&,
+                    const Tensor<T, CPU>&, const Tensor<T, CPU>& gy, Tensor<T, CPU>& gx,
+                    Tensor<T, CPU>& gw, Tensor<T, CPU>& gb) const {
+    cpu::group_norm_backward(x.data(), detail::data_or_null(w), gy.data(), detail::data_or_null(gx),
+                             detail::data_or_null(gw), detail::data_or_null(gb), N, C, spatial,
+                             groups, eps);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>& w, const Tensor<T, CUDA>&,
+                     const Tensor<T, CUDA>&, const Tensor<T, CUDA>& gy, Tensor<T, CUDA>& gx,
+                     Tensor<T, CUDA>& gw, Tensor<T, CUDA>& gb) const {
+    // The CUDA kernel always writes grad_x: a throwaway buffer when it is not wanted.
+    Tensor<T, CUDA> dx = detail::defined_or_empty(gx, x.shape());
+    cuda::group_norm_backward(x.data(), detail::data_or_null(w), gy.data(), dx.data(),
+                              detail::data_or_null(gw), detail::data_or_null(gb), N, C, spatial,
+                              groups, static_cast<float>(eps));
+  }
+};
+
 // LlamaGen RMSNorm over the last dimension: in acc precision x * rsqrt(mean(x², -1) + eps), rounded
 // to T, then times weight [C] (an undefined weight means none).
 template <FloatingElement T, class D>
 Tensor<T, D> rms_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, double eps = 1e-5) {
-  MENTOR_CHECK_SHAPE(x.dim() >= 1, "rms_norm: input must have a channel dimension, got ",
-                     x.shape().str());
-  const int64_t C = x.size(-1), rows = C == 0 ? 0 : x.numel() / C;
-  detail::check_affine(weight, C, "rms_norm", "weight", x.shape());
-  const Tensor<T, D> xc = x.contiguous_nograd();
-  const Tensor<T, D> wc = weight.defined() ? weight.contiguous_nograd() : Tensor<T, D>();
-  Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
-  if constexpr (std::is_same_v<D, CPU>) {
-    using A = acc_t<T>;
-    const T* px = xc.data();
-    const T* pw = detail::data_or_null(wc);
-    T* py = y.data();
-    cpu::parallel_for(rows, detail::row_grain(C), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* xr = px + r * C;
-        T* yr = py + r * C;
-        A sum_sq = 0;
-        for (int64_t c = 0; c < C; ++c) sum_sq += static_cast<A>(xr[c]) * static_cast<A>(xr[c]);
-        const A rstd = A(1) / std::sqrt(sum_sq / static_cast<A>(C) + static_cast<A>(eps));
-        for (int64_t c = 0; c < C; ++c) {
-          const T normed = static_cast<T>(static_cast<A>(xr[c]) * rstd);
-          yr[c] = pw ? static_cast<T>(static_cast<A>(normed) * static_cast<A>(pw[c])) : normed;
-        }
-      }
-    });
-  } else {
-    MENTOR_CUDA_CALL(cuda::rms_norm_forward(xc.data(), detail::data_or_null(wc), y.data(), rows, C,
-                                            static_cast<float>(eps)));
-  }
-  autograd::record(
-      "rms_norm", y,
-      [xc, wc, eps, rows, C](const Tensor<T, D>& g_in, const std::array<bool, 2>& needs) {
-        const Tensor<T, D> g = g_in.contiguous_nograd();
-        Tensor<T, D> grad_x = Tensor<T, D>::empty(xc.shape());
-        Tensor<T, D> grad_w;
-        if constexpr (std::is_same_v<D, CPU>) {
-          using A = acc_t<T>;
-          const T* px = xc.data();
-          const T* pw = detail::data_or_null(wc);
-          const T* pg = g.data();
-          T* pdx = grad_x.data();
-          detail::ChannelSums<A> dw(C);
-          const bool want_w = needs[1] && wc.defined();
-          cpu::parallel_for(rows, detail::row_grain(C), [&](int64_t begin, int64_t end) {
-            std::vector<A> dw_local = want_w ? dw.local() : std::vector<A>();
-            for (int64_t r = begin; r < end; ++r) {
-              const T* xr = px + r * C;
-              const T* gr = pg + r * C;
-              A sum_sq = 0;
-              for (int64_t c = 0; c < C; ++c)
-                sum_sq += static_cast<A>(xr[c]) * static_cast<A>(xr[c]);
-              const A rstd = A(1) / std::sqrt(sum_sq / static_cast<A>(C) + static_cast<A>(eps));
-              A dot = 0;  // Σ dx̂ x̂
-              for (int64_t c = 0; c < C; ++c) {
-                const A xhat = static_cast<A>(xr[c]) * rstd;
-                const A dxhat =
-                    pw ? static_cast<A>(gr[c]) * static_cast<A>(pw[c]) : static_cast<A>(gr[c]);
-                dot += dxhat * xhat;
-                // The weight multiplies the normalised value as rounded to T.
-                if (want_w)
-                  dw_local[static_cast<size_t>(c)] +=
-                      static_cast<A>(gr[c]) * static_cast<A>(static_cast<T>(xhat));
-              }
-              const A mean_dot = dot / static_cast<A>(C);
-              T* dxr = pdx + r * C;
-              for (int64_t c = 0; c < C; ++c) {
-                const A xhat = static_cast<A>(xr[c]) * rstd;
-                const A dxhat =
-                    pw ? static_cast<A>(gr[c]) * static_cast<A>(pw[c]) : static_cast<A>(gr[c]);
-                dxr[c] = static_cast<T>(rstd * (dxhat - xhat * mean_dot));
-              }
-            }
-            if (want_w) dw.merge(dw_local);
-          });
-          if (want_w) grad_w = dw.template to_tensor<T>();
-        } else {
-          if (needs[1] && wc.defined()) grad_w = Tensor<T, D>::empty(wc.shape());
-          MENTOR_CUDA_CALL(cuda::rms_norm_backward(xc.data(), detail::data_or_null(wc), g.data(),
-                                                   grad_x.data(), detail::data_or_null(grad_w),
-                                                   rows, C, static_cast<float>(eps)));
-        }
-        return std::tuple{grad_x, grad_w};
-      },
-      x, weight);
-  return y;
+  return apply(RmsNorm{eps}, x, weight);
 }
 
 // nn.LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) * weight + bias, biased
@@ -171,113 +434,7 @@ Tensor<T, D> rms_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, double 
 template <FloatingElement T, class D>
 Tensor<T, D> layer_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
                         double eps = 1e-5) {
-  MENTOR_CHECK_SHAPE(x.dim() >= 1, "layer_norm: input must have a channel dimension, got ",
-                     x.shape().str());
-  const int64_t C = x.size(-1), rows = C == 0 ? 0 : x.numel() / C;
-  detail::check_affine(weight, C, "layer_norm", "weight", x.shape());
-  detail::check_affine(bias, C, "layer_norm", "bias", x.shape());
-  const Tensor<T, D> xc = x.contiguous_nograd();
-  const Tensor<T, D> wc = weight.defined() ? weight.contiguous_nograd() : Tensor<T, D>();
-  const Tensor<T, D> bc = bias.defined() ? bias.contiguous_nograd() : Tensor<T, D>();
-  Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
-  if constexpr (std::is_same_v<D, CPU>) {
-    using A = acc_t<T>;
-    const T* px = xc.data();
-    const T* pw = detail::data_or_null(wc);
-    const T* pb = detail::data_or_null(bc);
-    T* py = y.data();
-    cpu::parallel_for(rows, detail::row_grain(C), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* xr = px + r * C;
-        T* yr = py + r * C;
-        A mean = 0;
-        for (int64_t c = 0; c < C; ++c) mean += static_cast<A>(xr[c]);
-        mean /= static_cast<A>(C);
-        A var = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          const A d = static_cast<A>(xr[c]) - mean;
-          var += d * d;
-        }
-        const A rstd = A(1) / std::sqrt(var / static_cast<A>(C) + static_cast<A>(eps));
-        for (int64_t c = 0; c < C; ++c) {
-          A v = (static_cast<A>(xr[c]) - mean) * rstd;
-          if (pw) v *= static_cast<A>(pw[c]);
-          if (pb) v += static_cast<A>(pb[c]);
-          yr[c] = static_cast<T>(v);
-        }
-      }
-    });
-  } else {
-    MENTOR_CUDA_CALL(cuda::layer_norm_forward(xc.data(), detail::data_or_null(wc),
-                                              detail::data_or_null(bc), y.data(), rows, C,
-                                              static_cast<float>(eps)));
-  }
-  autograd::record(
-      "layer_norm", y,
-      [xc, wc, eps, rows, C](const Tensor<T, D>& g_in, const std::array<bool, 3>& needs) {
-        const Tensor<T, D> g = g_in.contiguous_nograd();
-        Tensor<T, D> grad_x = Tensor<T, D>::empty(xc.shape());
-        Tensor<T, D> grad_w, grad_b;
-        if constexpr (std::is_same_v<D, CPU>) {
-          using A = acc_t<T>;
-          const T* px = xc.data();
-          const T* pw = detail::data_or_null(wc);
-          const T* pg = g.data();
-          T* pdx = grad_x.data();
-          const bool want_w = needs[1], want_b = needs[2];
-          detail::ChannelSums<A> dw(C), db(C);
-          cpu::parallel_for(rows, detail::row_grain(C), [&](int64_t begin, int64_t end) {
-            std::vector<A> dw_local = want_w ? dw.local() : std::vector<A>();
-            std::vector<A> db_local = want_b ? db.local() : std::vector<A>();
-            for (int64_t r = begin; r < end; ++r) {
-              const T* xr = px + r * C;
-              const T* gr = pg + r * C;
-              A mean = 0;
-              for (int64_t c = 0; c < C; ++c) mean += static_cast<A>(xr[c]);
-              mean /= static_cast<A>(C);
-              A var = 0;
-              for (int64_t c = 0; c < C; ++c) {
-                const A d = static_cast<A>(xr[c]) - mean;
-                var += d * d;
-              }
-              const A rstd = A(1) / std::sqrt(var / static_cast<A>(C) + static_cast<A>(eps));
-              A sum_dxhat = 0, sum_dxhat_xhat = 0;
-              for (int64_t c = 0; c < C; ++c) {
-                const A xhat = (static_cast<A>(xr[c]) - mean) * rstd;
-                const A gc = static_cast<A>(gr[c]);
-                const A dxhat = pw ? gc * static_cast<A>(pw[c]) : gc;
-                sum_dxhat += dxhat;
-                sum_dxhat_xhat += dxhat * xhat;
-                if (want_w) dw_local[static_cast<size_t>(c)] += gc * xhat;
-                if (want_b) db_local[static_cast<size_t>(c)] += gc;
-              }
-              const A mean_dxhat = sum_dxhat / static_cast<A>(C);
-              const A mean_dot = sum_dxhat_xhat / static_cast<A>(C);
-              T* dxr = pdx + r * C;
-              for (int64_t c = 0; c < C; ++c) {
-                const A xhat = (static_cast<A>(xr[c]) - mean) * rstd;
-                const A gc = static_cast<A>(gr[c]);
-                const A dxhat = pw ? gc * static_cast<A>(pw[c]) : gc;
-                dxr[c] = static_cast<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
-              }
-            }
-            if (want_w) dw.merge(dw_local);
-            if (want_b) db.merge(db_local);
-          });
-          if (want_w) grad_w = dw.template to_tensor<T>();
-          if (want_b) grad_b = db.template to_tensor<T>();
-        } else {
-          if (needs[1]) grad_w = Tensor<T, D>::empty(Shape{C});
-          if (needs[2]) grad_b = Tensor<T, D>::empty(Shape{C});
-          MENTOR_CUDA_CALL(cuda::layer_norm_backward(xc.data(), detail::data_or_null(wc), g.data(),
-                                                     grad_x.data(), detail::data_or_null(grad_w),
-                                                     detail::data_or_null(grad_b), rows, C,
-                                                     static_cast<float>(eps)));
-        }
-        return std::tuple{grad_x, grad_w, grad_b};
-      },
-      x, weight, bias);
-  return y;
+  return apply(LayerNorm{eps}, x, weight, bias);
 }
 
 // nn.GroupNorm: x [N, C, *] normalised over each group of C/groups channels and all spatial
@@ -285,141 +442,7 @@ Tensor<T, D> layer_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const
 template <FloatingElement T, class D>
 Tensor<T, D> group_norm(const Tensor<T, D>& x, int64_t groups, const Tensor<T, D>& weight,
                         const Tensor<T, D>& bias, double eps = 1e-5) {
-  MENTOR_CHECK_SHAPE(x.dim() >= 2, "group_norm: input must be [N, C, *], got ", x.shape().str());
-  const int64_t N = x.size(0), C = x.size(1);
-  MENTOR_CHECK_SHAPE(groups >= 1 && C % groups == 0, "group_norm: ", groups,
-                     " groups do not divide the ", C, " channels of input ", x.shape().str());
-  detail::check_affine(weight, C, "group_norm", "weight", x.shape());
-  detail::check_affine(bias, C, "group_norm", "bias", x.shape());
-  int64_t spatial = 1;
-  for (int i = 2; i < x.dim(); ++i) spatial *= x.size(i);
-  const int64_t channels_per_group = C / groups;
-  const Tensor<T, D> xc = x.contiguous_nograd();
-  const Tensor<T, D> wc = weight.defined() ? weight.contiguous_nograd() : Tensor<T, D>();
-  const Tensor<T, D> bc = bias.defined() ? bias.contiguous_nograd() : Tensor<T, D>();
-  Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
-  if constexpr (std::is_same_v<D, CPU>) {
-    using A = acc_t<T>;
-    const T* px = xc.data();
-    const T* pw = detail::data_or_null(wc);
-    const T* pb = detail::data_or_null(bc);
-    T* py = y.data();
-    const int64_t group_size = channels_per_group * spatial;
-    cpu::parallel_for(N * groups, detail::row_grain(group_size), [&](int64_t begin, int64_t end) {
-      for (int64_t ng = begin; ng < end; ++ng) {
-        const T* xg = px + ng * group_size;
-        T* yg = py + ng * group_size;
-        A mean = 0;
-        for (int64_t i = 0; i < group_size; ++i) mean += static_cast<A>(xg[i]);
-        mean /= static_cast<A>(group_size);
-        A var = 0;
-        for (int64_t i = 0; i < group_size; ++i) {
-          const A d = static_cast<A>(xg[i]) - mean;
-          var += d * d;
-        }
-        const A rstd = A(1) / std::sqrt(var / static_cast<A>(group_size) + static_cast<A>(eps));
-        const int64_t c0 = (ng % groups) * channels_per_group;
-        for (int64_t cc = 0; cc < channels_per_group; ++cc) {
-          const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
-          const A b = pb ? static_cast<A>(pb[c0 + cc]) : A(0);
-          const T* xs = xg + cc * spatial;
-          T* ys = yg + cc * spatial;
-          for (int64_t s = 0; s < spatial; ++s)
-            ys[s] = static_cast<T>((static_cast<A>(xs[s]) - mean) * rstd * w + b);
-        }
-      }
-    });
-  } else {
-    MENTOR_CUDA_CALL(cuda::group_norm_forward(xc.data(), detail::data_or_null(wc),
-                                              detail::data_or_null(bc), y.data(), N, C, spatial,
-                                              groups, static_cast<float>(eps)));
-  }
-  autograd::record(
-      "group_norm", y,
-      [xc, wc, eps, N, C, spatial, groups, channels_per_group](const Tensor<T, D>& g_in,
-                                                               const std::array<bool, 3>& needs) {
-        const Tensor<T, D> g = g_in.contiguous_nograd();
-        Tensor<T, D> grad_x = Tensor<T, D>::empty(xc.shape());
-        Tensor<T, D> grad_w, grad_b;
-        if constexpr (std::is_same_v<D, CPU>) {
-          using A = acc_t<T>;
-          const T* px = xc.data();
-          const T* pw = detail::data_or_null(wc);
-          const T* pg = g.data();
-          T* pdx = grad_x.data();
-          const int64_t group_size = channels_per_group * spatial;
-          // Per-(sample, channel) partial sums Σ_s g x̂ and Σ_s g, reduced over samples below.
-          std::vector<A> dw_nc(static_cast<size_t>(N * C), A(0)),
-              db_nc(static_cast<size_t>(N * C), A(0));
-          cpu::parallel_for(
-              N * groups, detail::row_grain(group_size), [&](int64_t begin, int64_t end) {
-                for (int64_t ng = begin; ng < end; ++ng) {
-                  const int64_t n = ng / groups, c0 = (ng % groups) * channels_per_group;
-                  const T* xg = px + ng * group_size;
-                  const T* gg = pg + ng * group_size;
-                  A mean = 0;
-                  for (int64_t i = 0; i < group_size; ++i) mean += static_cast<A>(xg[i]);
-                  mean /= static_cast<A>(group_size);
-                  A var = 0;
-                  for (int64_t i = 0; i < group_size; ++i) {
-                    const A d = static_cast<A>(xg[i]) - mean;
-                    var += d * d;
-                  }
-                  const A rstd =
-                      A(1) / std::sqrt(var / static_cast<A>(group_size) + static_cast<A>(eps));
-                  A sum_dxhat = 0, sum_dxhat_xhat = 0;
-                  for (int64_t cc = 0; cc < channels_per_group; ++cc) {
-                    const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
-                    A sum_g = 0, sum_g_xhat = 0;
-                    for (int64_t s = 0; s < spatial; ++s) {
-                      const int64_t i = cc * spatial + s;
-                      const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
-                      const A gv = static_cast<A>(gg[i]);
-                      sum_g += gv;
-                      sum_g_xhat += gv * xhat;
-                    }
-                    sum_dxhat += w * sum_g;
-                    sum_dxhat_xhat += w * sum_g_xhat;
-                    dw_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g_xhat;
-                    db_nc[static_cast<size_t>(n * C + c0 + cc)] = sum_g;
-                  }
-                  const A mean_dxhat = sum_dxhat / static_cast<A>(group_size);
-                  const A mean_dot = sum_dxhat_xhat / static_cast<A>(group_size);
-                  T* dxg = pdx + ng * group_size;
-                  for (int64_t cc = 0; cc < channels_per_group; ++cc) {
-                    const A w = pw ? static_cast<A>(pw[c0 + cc]) : A(1);
-                    for (int64_t s = 0; s < spatial; ++s) {
-                      const int64_t i = cc * spatial + s;
-                      const A xhat = (static_cast<A>(xg[i]) - mean) * rstd;
-                      const A dxhat = static_cast<A>(gg[i]) * w;
-                      dxg[i] = static_cast<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
-                    }
-                  }
-                }
-              });
-          auto reduce_samples = [&](const std::vector<A>& per_nc) {
-            Tensor<T, D> out = Tensor<T, D>::empty(Shape{C});
-            for (int64_t c = 0; c < C; ++c) {
-              A s = 0;
-              for (int64_t n = 0; n < N; ++n) s += per_nc[static_cast<size_t>(n * C + c)];
-              out.data()[c] = static_cast<T>(s);
-            }
-            return out;
-          };
-          if (needs[1]) grad_w = reduce_samples(dw_nc);
-          if (needs[2]) grad_b = reduce_samples(db_nc);
-        } else {
-          if (needs[1]) grad_w = Tensor<T, D>::empty(Shape{C});
-          if (needs[2]) grad_b = Tensor<T, D>::empty(Shape{C});
-          MENTOR_CUDA_CALL(cuda::group_norm_backward(xc.data(), detail::data_or_null(wc), g.data(),
-                                                     grad_x.data(), detail::data_or_null(grad_w),
-                                                     detail::data_or_null(grad_b), N, C, spatial,
-                                                     groups, static_cast<float>(eps)));
-        }
-        return std::tuple{grad_x, grad_w, grad_b};
-      },
-      x, weight, bias);
-  return y;
+  return apply(GroupNorm{groups, eps}, x, weight, bias);
 }
 
 }  // namespace mentor

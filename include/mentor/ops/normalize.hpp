@@ -9,11 +9,11 @@
 #include <type_traits>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cpu/rows.hpp"
 #include "mentor/backend/launch/normalize.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 #include "mentor/ops/reduce.hpp"
-#include "mentor/ops/softmax.hpp"
 
 namespace mentor {
 
@@ -65,55 +65,65 @@ void l2_normalize_backward_rows_kernel(const T* x, const acc_t<T>* norms, const 
 
 }  // namespace cpu
 
+// Rows of x [rows, n]: out = row / max(‖row‖₂, eps); the norms (acc precision) are kept for the
+// backward as the op's second output.
+struct L2NormalizeRows {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  template <class T>
+  using aux_t = acc_t<T>;
+  double eps;
+  int64_t rows = 0, n = 0;
+
+  const char* name() const { return "l2_normalize"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    n = x.size(-1);
+    rows = n == 0 ? 0 : x.numel() / n;
+    return x.shape();
+  }
+  Shape aux_shape() const { return Shape{rows}; }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& out,
+                   Tensor<acc_t<T>, CPU>& norms) const {
+    if (rows > 0) cpu::l2_normalize_rows_kernel(x.data(), out.data(), norms.data(), rows, n, eps);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& out,
+                    Tensor<acc_t<T>, CUDA>& norms) const {
+    if (rows > 0)
+      cuda::l2_normalize_rows(x.data(), out.data(), norms.data(), rows, n, static_cast<float>(eps));
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>& x, const Tensor<T, CPU>&,
+                    const Tensor<acc_t<T>, CPU>& norms, const Tensor<T, CPU>& g,
+                    Tensor<T, CPU>& gx) const {
+    if (rows > 0)
+      cpu::l2_normalize_backward_rows_kernel(x.data(), norms.data(), g.data(), gx.data(), rows, n,
+                                             eps);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>& x, const Tensor<T, CUDA>&,
+                     const Tensor<acc_t<T>, CUDA>& norms, const Tensor<T, CUDA>& g,
+                     Tensor<T, CUDA>& gx) const {
+    if (rows > 0)
+      cuda::l2_normalize_backward_rows(x.data(), norms.data(), g.data(), gx.data(), rows, n,
+                                       static_cast<float>(eps));
+  }
+};
+
 namespace detail {
+// The rows op on x with `axis` moved last (views, differentiable).
 template <class T, class D>
-Tensor<T, D> l2_normalize_nd(const Tensor<T, D>& x, int64_t dim, double eps);
+Tensor<T, D> l2_normalize_along(const Tensor<T, D>& x, int axis, double eps) {
+  return axis_restored(apply(L2NormalizeRows{eps}, axis_last_view(x, axis)).first, axis);
 }
+}  // namespace detail
 
 // x / max(‖x‖₂ over `dim`, eps).
 template <FloatingElement T, class D>
 Tensor<T, D> l2_normalize(const Tensor<T, D>& x, int64_t dim = -1, double eps = 1e-12) {
-  if (x.dim() == 0) return detail::l2_normalize_nd(x.reshape(Shape{1}), 0, eps).reshape(Shape{});
-  return detail::l2_normalize_nd(x, dim, eps);
-}
-
-template <class T, class D>
-Tensor<T, D> detail::l2_normalize_nd(const Tensor<T, D>& x, int64_t dim, double eps) {
-  using A = acc_t<T>;
-  const int axis = wrap_dim(dim, x.dim(), "l2_normalize");
-  const int64_t n = x.size(axis);
-  const int64_t rows = n == 0 ? 0 : x.numel() / n;
-  Tensor<T, D> rows_x = detail::move_axis_last(x, axis);
-  Tensor<T, D> rows_y = Tensor<T, D>::empty(rows_x.shape());
-  Tensor<A, D> norms = Tensor<A, D>::empty(Shape{rows});
-  if (rows > 0) {
-    if constexpr (std::is_same_v<D, CPU>) {
-      cpu::l2_normalize_rows_kernel(rows_x.data(), rows_y.data(), norms.data(), rows, n, eps);
-    } else {
-      MENTOR_CUDA_CALL(cuda::l2_normalize_rows(rows_x.data(), rows_y.data(), norms.data(), rows, n,
-                                               static_cast<float>(eps)));
-    }
-  }
-  Tensor<T, D> out = detail::restore_axis(rows_y, axis);
-  autograd::record(
-      "l2_normalize", out,
-      [rows_x = rows_x.detach(), norms, axis, rows, n, eps](const Tensor<T, D>& g) {
-        Tensor<T, D> rows_g = detail::move_axis_last(g, axis);
-        Tensor<T, D> rows_gx = Tensor<T, D>::empty(rows_x.shape());
-        if (rows > 0) {
-          if constexpr (std::is_same_v<D, CPU>) {
-            cpu::l2_normalize_backward_rows_kernel(rows_x.data(), norms.data(), rows_g.data(),
-                                                   rows_gx.data(), rows, n, eps);
-          } else {
-            MENTOR_CUDA_CALL(cuda::l2_normalize_backward_rows(rows_x.data(), norms.data(),
-                                                              rows_g.data(), rows_gx.data(), rows,
-                                                              n, static_cast<float>(eps)));
-          }
-        }
-        return std::tuple{detail::restore_axis(rows_gx, axis)};
-      },
-      x);
-  return out;
+  if (x.dim() == 0) return detail::l2_normalize_along(x.reshape(Shape{1}), 0, eps).reshape(Shape{});
+  return detail::l2_normalize_along(x, wrap_dim(dim, x.dim(), "l2_normalize"), eps);
 }
 
 }  // namespace mentor

@@ -5,17 +5,20 @@
 // sum/mean view the input as [outer, n, inner] (n = the reduced dimension) and accumulate in double
 // whatever T is: float rows of 16384 values and whole-tensor sums stay accurate, and the summation
 // order is fixed (independent of the thread count). max/argmax/argmin/topk move the reduced
-// dimension last (a copy only when it is not last already) and work on contiguous rows.
+// dimension last (a differentiable view, copied by apply() only when it is not last already) and
+// are ops on contiguous rows.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
+#include <tuple>
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cpu/rows.hpp"
 #include "mentor/backend/launch/reduce.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 #include "mentor/ops/elementwise.hpp"
 
 namespace mentor {
@@ -69,35 +72,29 @@ inline std::vector<int64_t> axis_restore_order(int rank, int axis) {
   for (int i = 0; i < rank; ++i) order.push_back(i < axis ? i : (i == axis ? rank - 1 : i - 1));
   return order;
 }
-// A contiguous copy (no history) of x with `axis` moved last: rows of x along `axis`.
+// x with `axis` moved last, as a differentiable view (x itself when it is last already): the rows
+// that the row ops read (apply() makes them contiguous).
 template <class T, class D>
-Tensor<T, D> move_axis_last(const Tensor<T, D>& x, int axis) {
-  if (axis == x.dim() - 1) return x.contiguous_nograd();
-  return x.detach().permute(axis_last_order(x.dim(), axis)).contiguous_nograd();
+Tensor<T, D> axis_last_view(const Tensor<T, D>& x, int axis) {
+  return axis == x.dim() - 1 ? x : x.permute(axis_last_order(x.dim(), axis));
 }
-// Inverse of move_axis_last: y's last dimension goes back to position `axis` (contiguous copy).
+// Inverse of axis_last_view, differentiable: y's last dimension back at `axis`, contiguous.
 template <class T, class D>
-Tensor<T, D> restore_axis(const Tensor<T, D>& y, int axis) {
-  if (axis == y.dim() - 1) return y;
-  return y.detach().permute(axis_restore_order(y.dim(), axis)).contiguous_nograd();
+Tensor<T, D> axis_restored(const Tensor<T, D>& y, int axis) {
+  return axis == y.dim() - 1 ? y : y.permute(axis_restore_order(y.dim(), axis)).contiguous();
+}
+
+// The number of rows of x [..., n]: the product of every dimension but the last.
+template <class T, class D>
+int64_t leading_rows(const Tensor<T, D>& x) {
+  int64_t rows = 1;
+  for (int i = 0; i + 1 < x.dim(); ++i) rows *= x.size(i);
+  return rows;
 }
 
 }  // namespace detail
 
 namespace cpu {
-
-// Σ x[0..n), accumulated in double over 8 independent lanes (vectorises; fixed order).
-template <class T>
-double sum_row_double(const T* x, int64_t n) {
-  double lanes[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) lanes[l] += static_cast<double>(static_cast<acc_t<T>>(x[i + l]));
-  double s = 0;
-  for (int l = 0; l < 8; ++l) s += lanes[l];
-  for (; i < n; ++i) s += static_cast<double>(static_cast<acc_t<T>>(x[i]));
-  return s;
-}
 
 // out[o, j] = scale · Σ_k x[o, k, j] for x contiguous [outer, n, inner].
 template <class T>
@@ -110,7 +107,7 @@ void sum_axis_kernel(const T* x, T* out, int64_t outer, int64_t n, int64_t inner
     parallel_for(blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b)
         partial[static_cast<size_t>(b)] =
-            sum_row_double(x + b * kBlock, std::min(kBlock, n - b * kBlock));
+            row_sum_double(x + b * kBlock, std::min(kBlock, n - b * kBlock));
     });
     double s = 0;
     for (double p : partial) s += p;
@@ -121,7 +118,7 @@ void sum_axis_kernel(const T* x, T* out, int64_t outer, int64_t n, int64_t inner
     parallel_for(outer, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(n, 1)),
                  [&](int64_t begin, int64_t end) {
                    for (int64_t o = begin; o < end; ++o)
-                     out[o] = static_cast<T>(sum_row_double(x + o * n, n) * scale);
+                     out[o] = static_cast<T>(row_sum_double(x + o * n, n) * scale);
                  });
     return;
   }
@@ -222,73 +219,171 @@ void scatter_rows_add_kernel(const T* g, const int64_t* idx, int64_t rows, int64
 
 }  // namespace cpu
 
+// sum (scale 1) or mean (scale 1/n) over `axis`, or over everything when axis < 0. Backward: the
+// scaled gradient broadcast back over the reduced dimension.
+struct SumOrMean {
+  static constexpr OpSaves saves = OpSaves::None;
+  static constexpr bool composite_backward = true;
+  int axis;  // wrapped, or -1 for everything
+  bool keepdim;
+  bool mean;
+  // Geometry, from output_shape().
+  detail::ReduceAxis r{};
+  Shape in_shape{};    // the input's
+  Shape keep_shape{};  // the output's with the reduced dimension kept as 1
+  double scale = 1.0;
+
+  const char* name() const { return mean ? "mean" : "sum"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    in_shape = x.shape();
+    Shape out_shape;
+    if (axis < 0) {
+      r.n = x.numel();
+      for (int i = 0; i < x.dim(); ++i) keep_shape.push_back(1);
+    } else {
+      r = detail::reduce_axis(in_shape, axis);
+      out_shape = detail::reduced_shape(in_shape, axis, keepdim);
+      keep_shape = detail::reduced_shape(in_shape, axis, true);
+    }
+    // mean of nothing is NaN (as torch), sum of nothing 0.
+    scale =
+        mean ? (r.n > 0 ? 1.0 / static_cast<double>(r.n) : std::numeric_limits<double>::quiet_NaN())
+             : 1.0;
+    return out_shape;
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& out) const {
+    cpu::sum_axis_kernel(x.data(), out.data(), r.outer, r.n, r.inner, scale);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& out) const {
+    cuda::sum_axis(x.data(), out.data(), r.outer, r.n, r.inner, static_cast<float>(scale));
+  }
+  template <class T, class D>
+  std::tuple<Tensor<T, D>> backward(const Tensor<T, D>&, const Tensor<T, D>&, const Tensor<T, D>& g,
+                                    const std::array<bool, 1>&) const {
+    Tensor<T, D> scaled = scale == 1.0 ? g : mul_scalar(g, scale);
+    return {scaled.reshape(keep_shape).expand(in_shape).contiguous_nograd()};
+  }
+};
+
+// Rows of x [..., n] (the reduced dimension moved last, n >= 1): each row's first maximum and its
+// index (the aux output); the gradient goes to that index.
+struct MaxRows {
+  static constexpr OpSaves saves = OpSaves::None;
+  static constexpr bool zero_grads = true;
+  template <class T>
+  using aux_t = int64_t;
+  Shape out_shape;  // the rows' shape without n (with a 1 where keepdim keeps the dimension)
+  int64_t rows = 0, n = 0;
+
+  const char* name() const { return "max"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    rows = detail::leading_rows(x);
+    n = x.size(-1);
+    return out_shape;
+  }
+  Shape aux_shape() const { return out_shape; }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& values,
+                   Tensor<int64_t, CPU>& indices) const {
+    cpu::arg_best_rows_kernel(x.data(), rows, n, true, values.data(), indices.data());
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& values,
+                    Tensor<int64_t, CUDA>& indices) const {
+    cuda::arg_best_rows(x.data(), rows, n, true, values.data(), indices.data());
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>&, const Tensor<T, CPU>&,
+                    const Tensor<int64_t, CPU>& indices, const Tensor<T, CPU>& grad_out,
+                    Tensor<T, CPU>& grad_x) const {
+    cpu::scatter_rows_add_kernel(grad_out.data(), indices.data(), rows, 1, n, grad_x.data());
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>&, const Tensor<T, CUDA>&,
+                     const Tensor<int64_t, CUDA>& indices, const Tensor<T, CUDA>& grad_out,
+                     Tensor<T, CUDA>& grad_x) const {
+    cuda::scatter_rows_add(grad_out.data(), indices.data(), rows, 1, n, grad_x.data());
+  }
+};
+
+// Rows of x [..., n] (n >= 1): the index of each row's first maximum (largest) or minimum.
+struct ArgBestRows {
+  static constexpr bool differentiable = false;
+  template <class T>
+  using out_t = int64_t;
+  bool largest;
+  Shape out_shape;  // as MaxRows'
+  int64_t rows = 0, n = 0;
+
+  const char* name() const { return largest ? "argmax" : "argmin"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    rows = detail::leading_rows(x);
+    n = x.size(-1);
+    return out_shape;
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<int64_t, CPU>& indices) const {
+    cpu::arg_best_rows_kernel(x.data(), rows, n, largest, static_cast<T*>(nullptr), indices.data());
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<int64_t, CUDA>& indices) const {
+    cuda::arg_best_rows(x.data(), rows, n, largest, static_cast<T*>(nullptr), indices.data());
+  }
+};
+
+// Rows of x [..., n]: the k best entries of each row, best first, and their indices (the aux
+// output); the gradient goes to the picked positions.
+struct TopKRows {
+  static constexpr OpSaves saves = OpSaves::None;
+  static constexpr bool zero_grads = true;
+  template <class T>
+  using aux_t = int64_t;
+  int64_t k;
+  bool largest;
+  // Geometry, from output_shape().
+  Shape out_shape{};  // the rows' shape with k for n
+  int64_t rows = 0, n = 0;
+
+  const char* name() const { return "topk"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x) {
+    rows = detail::leading_rows(x);
+    n = x.size(-1);
+    out_shape = x.shape();
+    out_shape[out_shape.rank() - 1] = k;
+    return out_shape;
+  }
+  Shape aux_shape() const { return out_shape; }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, Tensor<T, CPU>& values,
+                   Tensor<int64_t, CPU>& indices) const {
+    if (k > 0) cpu::topk_rows_kernel(x.data(), rows, n, k, largest, values.data(), indices.data());
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, Tensor<T, CUDA>& values,
+                    Tensor<int64_t, CUDA>& indices) const {
+    if (k > 0) cuda::topk_rows(x.data(), rows, n, k, largest, values.data(), indices.data());
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>&, const Tensor<T, CPU>&,
+                    const Tensor<int64_t, CPU>& indices, const Tensor<T, CPU>& grad_out,
+                    Tensor<T, CPU>& grad_x) const {
+    cpu::scatter_rows_add_kernel(grad_out.data(), indices.data(), rows, k, n, grad_x.data());
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>&, const Tensor<T, CUDA>&,
+                     const Tensor<int64_t, CUDA>& indices, const Tensor<T, CUDA>& grad_out,
+                     Tensor<T, CUDA>& grad_x) const {
+    cuda::scatter_rows_add(grad_out.data(), indices.data(), rows, k, n, grad_x.data());
+  }
+};
+
 namespace detail {
-
-template <class T, class D>
-Tensor<T, D> sum_axis_forward(const Tensor<T, D>& src, const ReduceAxis& r, const Shape& out_shape,
-                              double scale) {
-  Tensor<T, D> out = Tensor<T, D>::empty(out_shape);
-  if constexpr (std::is_same_v<D, CPU>) {
-    cpu::sum_axis_kernel(src.data(), out.data(), r.outer, r.n, r.inner, scale);
-  } else {
-    MENTOR_CUDA_CALL(
-        cuda::sum_axis(src.data(), out.data(), r.outer, r.n, r.inner, static_cast<float>(scale)));
-  }
-  return out;
-}
-
-// sum (scale 1) or mean (scale 1/n) over `axis`, or over everything when axis < 0.
-template <class T, class D>
-Tensor<T, D> sum_or_mean(const Tensor<T, D>& x, int axis, bool keepdim, bool mean,
-                         const char* name) {
-  ReduceAxis r;
-  Shape out_shape, keep_shape;
-  if (axis < 0) {
-    r.n = x.numel();
-    for (int i = 0; i < x.dim(); ++i) keep_shape.push_back(1);
-  } else {
-    r = reduce_axis(x.shape(), axis);
-    out_shape = reduced_shape(x.shape(), axis, keepdim);
-    keep_shape = reduced_shape(x.shape(), axis, true);
-  }
-  // mean of nothing is NaN (as torch), sum of nothing 0.
-  double scale =
-      mean ? (r.n > 0 ? 1.0 / static_cast<double>(r.n) : std::numeric_limits<double>::quiet_NaN())
-           : 1.0;
-  Tensor<T, D> out = sum_axis_forward(x.contiguous_nograd(), r, out_shape, scale);
-  autograd::record(
-      name, out,
-      [in_shape = x.shape(), keep_shape, scale](const Tensor<T, D>& g) {
-        Tensor<T, D> scaled = scale == 1.0 ? g : mul_scalar(g, scale);
-        return std::tuple{scaled.reshape(keep_shape).expand(in_shape).contiguous_nograd()};
-      },
-      x);
-  return out;
-}
-
-// Gradient of a row selection: rows of g/idx [rows, k] scattered into zeros [rows, n].
-template <class T, class D>
-Tensor<T, D> scatter_rows_add(const Tensor<T, D>& g, const Tensor<int64_t, D>& idx, int64_t rows,
-                              int64_t k, int64_t n, const Shape& rows_shape) {
-  Tensor<T, D> gc = g.contiguous_nograd();
-  Tensor<T, D> gx = Tensor<T, D>::zeros(rows_shape);
-  if constexpr (std::is_same_v<D, CPU>) {
-    cpu::scatter_rows_add_kernel(gc.data(), idx.data(), rows, k, n, gx.data());
-  } else {
-    MENTOR_CUDA_CALL(cuda::scatter_rows_add(gc.data(), idx.data(), rows, k, n, gx.data()));
-  }
-  return gx;
-}
-
-template <class T, class D>
-void arg_best(const Tensor<T, D>& rows_x, int64_t rows, int64_t n, bool largest, T* values,
-              int64_t* indices) {
-  if constexpr (std::is_same_v<D, CPU>) {
-    cpu::arg_best_rows_kernel(rows_x.data(), rows, n, largest, values, indices);
-  } else {
-    MENTOR_CUDA_CALL(cuda::arg_best_rows(rows_x.data(), rows, n, largest, values, indices));
-  }
-}
 
 template <class T, class D>
 Tensor<int64_t, D> arg_reduce(const Tensor<T, D>& x, int64_t dim, bool keepdim, bool largest,
@@ -297,11 +392,8 @@ Tensor<int64_t, D> arg_reduce(const Tensor<T, D>& x, int64_t dim, bool keepdim, 
   int axis = wrap_dim(dim, x.dim(), name);
   MENTOR_CHECK_SHAPE(x.size(axis) > 0, name, ": cannot reduce the empty dimension ", axis,
                      " of shape ", x.shape().str());
-  ReduceAxis r = reduce_axis(x.shape(), axis);
-  Tensor<T, D> rows_x = move_axis_last(x, axis);
-  Tensor<int64_t, D> indices = Tensor<int64_t, D>::empty(reduced_shape(x.shape(), axis, keepdim));
-  arg_best(rows_x, r.outer * r.inner, r.n, largest, static_cast<T*>(nullptr), indices.data());
-  return indices;
+  return apply(ArgBestRows{largest, reduced_shape(x.shape(), axis, keepdim)},
+               axis_last_view(x.detach(), axis));
 }
 
 }  // namespace detail
@@ -309,26 +401,26 @@ Tensor<int64_t, D> arg_reduce(const Tensor<T, D>& x, int64_t dim, bool keepdim, 
 // Σ of all elements -> shape [].
 template <FloatingElement T, class D>
 Tensor<T, D> sum(const Tensor<T, D>& x) {
-  return detail::sum_or_mean(x, -1, false, false, "sum");
+  return apply(SumOrMean{-1, false, false}, x);
 }
 
 // Σ over `dim` (the dimension is dropped unless keepdim).
 template <FloatingElement T, class D>
 Tensor<T, D> sum(const Tensor<T, D>& x, int64_t dim, bool keepdim = false) {
-  if (x.dim() == 0) return detail::sum_or_mean(x.reshape(Shape{1}), 0, false, false, "sum");
-  return detail::sum_or_mean(x, wrap_dim(dim, x.dim(), "sum"), keepdim, false, "sum");
+  if (x.dim() == 0) return apply(SumOrMean{0, false, false}, x.reshape(Shape{1}));
+  return apply(SumOrMean{wrap_dim(dim, x.dim(), "sum"), keepdim, false}, x);
 }
 
 // Mean of all elements -> shape [].
 template <FloatingElement T, class D>
 Tensor<T, D> mean(const Tensor<T, D>& x) {
-  return detail::sum_or_mean(x, -1, false, true, "mean");
+  return apply(SumOrMean{-1, false, true}, x);
 }
 
 template <FloatingElement T, class D>
 Tensor<T, D> mean(const Tensor<T, D>& x, int64_t dim, bool keepdim = false) {
-  if (x.dim() == 0) return detail::sum_or_mean(x.reshape(Shape{1}), 0, false, true, "mean");
-  return detail::sum_or_mean(x, wrap_dim(dim, x.dim(), "mean"), keepdim, true, "mean");
+  if (x.dim() == 0) return apply(SumOrMean{0, false, true}, x.reshape(Shape{1}));
+  return apply(SumOrMean{wrap_dim(dim, x.dim(), "mean"), keepdim, true}, x);
 }
 
 // Maximum over `dim` and the index of its first occurrence; the gradient goes to that index.
@@ -338,21 +430,9 @@ MaxResult<T, D> max(const Tensor<T, D>& x, int64_t dim, bool keepdim = false) {
   int axis = wrap_dim(dim, x.dim(), "max");
   MENTOR_CHECK_SHAPE(x.size(axis) > 0, "max: cannot reduce the empty dimension ", axis,
                      " of shape ", x.shape().str());
-  detail::ReduceAxis r = detail::reduce_axis(x.shape(), axis);
-  const int64_t rows = r.outer * r.inner;
-  Tensor<T, D> rows_x = detail::move_axis_last(x, axis);
-  Shape out_shape = detail::reduced_shape(x.shape(), axis, keepdim);
-  MaxResult<T, D> result{Tensor<T, D>::empty(out_shape), Tensor<int64_t, D>::empty(out_shape)};
-  detail::arg_best(rows_x, rows, r.n, true, result.values.data(), result.indices.data());
-  Shape rows_shape = rows_x.shape();
-  autograd::record(
-      "max", result.values,
-      [indices = result.indices, rows, n = r.n, rows_shape, axis](const Tensor<T, D>& g) {
-        Tensor<T, D> gx = detail::scatter_rows_add(g, indices, rows, 1, n, rows_shape);
-        return std::tuple{detail::restore_axis(gx, axis)};
-      },
-      x);
-  return result;
+  auto [values, indices] = apply(MaxRows{detail::reduced_shape(x.shape(), axis, keepdim)},
+                                 detail::axis_last_view(x, axis));
+  return {values, indices};
 }
 
 // Index of the first maximum / minimum over `dim` (no gradient).
@@ -373,32 +453,8 @@ TopKResult<T, D> topk(const Tensor<T, D>& x, int64_t k, int64_t dim = -1, bool l
   int axis = wrap_dim(dim, x.dim(), "topk");
   MENTOR_CHECK_SHAPE(k >= 0 && k <= x.size(axis), "topk: k = ", k, " out of range for dimension ",
                      axis, " of shape ", x.shape().str());
-  detail::ReduceAxis r = detail::reduce_axis(x.shape(), axis);
-  const int64_t rows = r.outer * r.inner;
-  Tensor<T, D> rows_x = detail::move_axis_last(x, axis);
-  Shape rows_k_shape = rows_x.shape();
-  rows_k_shape[rows_k_shape.rank() - 1] = k;
-  Tensor<T, D> values = Tensor<T, D>::empty(rows_k_shape);
-  Tensor<int64_t, D> indices = Tensor<int64_t, D>::empty(rows_k_shape);
-  if (k > 0) {
-    if constexpr (std::is_same_v<D, CPU>) {
-      cpu::topk_rows_kernel(rows_x.data(), rows, r.n, k, largest, values.data(), indices.data());
-    } else {
-      MENTOR_CUDA_CALL(
-          cuda::topk_rows(rows_x.data(), rows, r.n, k, largest, values.data(), indices.data()));
-    }
-  }
-  TopKResult<T, D> result{detail::restore_axis(values, axis), detail::restore_axis(indices, axis)};
-  autograd::record(
-      "topk", result.values,
-      [rows_indices = indices, rows, k, n = r.n, rows_shape = rows_x.shape(),
-       axis](const Tensor<T, D>& g) {
-        Tensor<T, D> g_rows = detail::move_axis_last(g, axis);
-        Tensor<T, D> gx = detail::scatter_rows_add(g_rows, rows_indices, rows, k, n, rows_shape);
-        return std::tuple{detail::restore_axis(gx, axis)};
-      },
-      x);
-  return result;
+  auto [values, indices] = apply(TopKRows{k, largest}, detail::axis_last_view(x, axis));
+  return {detail::axis_restored(values, axis), detail::axis_restored(indices, axis)};
 }
 
 }  // namespace mentor

@@ -8,16 +8,16 @@
 // col i % grid) in raster order, whose head_dim/2 angles are [row θ_0 .. row θ_{h/2-1}, col θ_0 ..
 // col θ_{h/2-1}] with h = head_dim/2 and θ_k = base^(-2k/h). The angles are formed in float
 // exactly as upstream (float32 torch ops), cos/sin rounded to float from the exact value.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
-#include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/backend/launch/rope.hpp"
 #include "mentor/core/tensor.hpp"
-#include "mentor/ops/dispatch.hpp"
+#include "mentor/ops/apply.hpp"
 
 namespace mentor {
 
@@ -60,65 +60,97 @@ Tensor<float, D> rope_2d_table(int64_t grid, int64_t head_dim, int64_t prefix_le
   return Tensor<float, CPU>::from_vector(table, Shape{rows, half, 2}).template to<D>();
 }
 
-namespace detail {
-// out = x rotated pairwise by the table's angles (negated when `inverse`), in acc_t<T>.
-template <class T, class D>
-Tensor<T, D> rope_rotate(const Tensor<T, D>& x_in, const Tensor<float, D>& table_in, bool inverse) {
-  const Tensor<T, D> x = x_in.contiguous_nograd();
-  const Tensor<float, D> table = table_in.contiguous_nograd();
-  const int64_t B = x.size(0), S = x.size(1), H = x.size(2), Dh = x.size(3), half = Dh / 2;
-  Tensor<T, D> out = Tensor<T, D>::empty(x.shape());
-  if constexpr (std::is_same_v<D, CPU>) {
-    using A = acc_t<T>;
-    const T* px = x.data();
-    const float* pt = table.data();
-    T* po = out.data();
-    const A sign = inverse ? A(-1) : A(1);
-    cpu::parallel_for(B * S, std::max<int64_t>(1, 16384 / std::max<int64_t>(H * Dh, 1)),
-                      [&](int64_t begin, int64_t end) {
-                        for (int64_t bs = begin; bs < end; ++bs) {
-                          const float* rot = pt + (bs % S) * half * 2;
-                          for (int64_t h = 0; h < H; ++h) {
-                            const T* xr = px + (bs * H + h) * Dh;
-                            T* orow = po + (bs * H + h) * Dh;
-                            for (int64_t j = 0; j < half; ++j) {
-                              const A c = static_cast<A>(rot[2 * j]);
-                              const A s = sign * static_cast<A>(rot[2 * j + 1]);
-                              const A x0 = static_cast<A>(xr[2 * j]),
-                                      x1 = static_cast<A>(xr[2 * j + 1]);
-                              orow[2 * j] = static_cast<T>(x0 * c - x1 * s);
-                              orow[2 * j + 1] = static_cast<T>(x1 * c + x0 * s);
-                            }
-                          }
-                        }
-                      });
-  } else {
-    MENTOR_CUDA_CALL(cuda::rope_apply(x.data(), table.data(), out.data(), B, S, H, Dh, inverse));
-  }
-  return out;
+namespace cpu {
+// out = x [B, S, H, Dh] rotated pairwise by the table rows [S, Dh/2, 2] (angles negated when
+// `inverse`), in acc_t<T>.
+template <class T>
+void rope_rotate(const T* x, const float* table, T* out, int64_t B, int64_t S, int64_t H,
+                 int64_t Dh, bool inverse) {
+  using A = acc_t<T>;
+  const int64_t half = Dh / 2;
+  const A sign = inverse ? A(-1) : A(1);
+  parallel_for(B * S, std::max<int64_t>(1, 16384 / std::max<int64_t>(H * Dh, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t bs = begin; bs < end; ++bs) {
+                   const float* rot = table + (bs % S) * half * 2;
+                   for (int64_t h = 0; h < H; ++h) {
+                     const T* xr = x + (bs * H + h) * Dh;
+                     T* orow = out + (bs * H + h) * Dh;
+                     for (int64_t j = 0; j < half; ++j) {
+                       const A c = static_cast<A>(rot[2 * j]);
+                       const A s = sign * static_cast<A>(rot[2 * j + 1]);
+                       const A x0 = static_cast<A>(xr[2 * j]), x1 = static_cast<A>(xr[2 * j + 1]);
+                       orow[2 * j] = static_cast<T>(x0 * c - x1 * s);
+                       orow[2 * j + 1] = static_cast<T>(x1 * c + x0 * s);
+                     }
+                   }
+                 }
+               });
 }
-}  // namespace detail
+}  // namespace cpu
+
+// x [B, S, H, Dh] rotated by a (cos, sin) table [S, Dh/2, 2]; the backward rotates the gradient
+// by the opposite angles (a rotation's transpose). The table is a constant input.
+struct Rope {
+  static constexpr OpSaves saves = OpSaves::Inputs;
+  static constexpr std::array<bool, 2> saved_inputs{false, true};  // the table
+
+  const char* name() const { return "apply_rope"; }
+  template <class T, class D>
+  Shape output_shape(const Tensor<T, D>& x, const Tensor<float, D>& table) const {
+    MENTOR_CHECK_SHAPE(x.dim() == 4 && x.size(3) % 2 == 0,
+                       "apply_rope: input must be [B, S, H, Dh] with even Dh, got ",
+                       x.shape().str());
+    MENTOR_CHECK_SHAPE(table.dim() == 3 && table.size(0) == x.size(1) &&
+                           table.size(1) * 2 == x.size(3) && table.size(2) == 2,
+                       "apply_rope: table of shape ", table.shape().str(), " does not fit input ",
+                       x.shape().str(), " (expected [", x.size(1), ", ", x.size(3) / 2, ", 2])");
+    return x.shape();
+  }
+  template <class T>
+  void forward_cpu(const Tensor<T, CPU>& x, const Tensor<float, CPU>& table,
+                   Tensor<T, CPU>& out) const {
+    rotate_cpu(x, table, out, false);
+  }
+  template <class T>
+  void forward_cuda(const Tensor<T, CUDA>& x, const Tensor<float, CUDA>& table,
+                    Tensor<T, CUDA>& out) const {
+    rotate_cuda(x, table, out, false);
+  }
+  template <class T>
+  void backward_cpu(const Tensor<T, CPU>&, const Tensor<float, CPU>& table, const Tensor<T, CPU>&,
+                    const Tensor<T, CPU>& grad_out, Tensor<T, CPU>& grad_x,
+                    Tensor<float, CPU>&) const {
+    rotate_cpu(grad_out, table, grad_x, true);
+  }
+  template <class T>
+  void backward_cuda(const Tensor<T, CUDA>&, const Tensor<float, CUDA>& table,
+                     const Tensor<T, CUDA>&, const Tensor<T, CUDA>& grad_out,
+                     Tensor<T, CUDA>& grad_x, Tensor<float, CUDA>&) const {
+    rotate_cuda(grad_out, table, grad_x, true);
+  }
+
+ private:
+  template <class T>
+  static void rotate_cpu(const Tensor<T, CPU>& x, const Tensor<float, CPU>& table,
+                         Tensor<T, CPU>& out, bool inverse) {
+    cpu::rope_rotate(x.data(), table.data(), out.data(), x.size(0), x.size(1), x.size(2), x.size(3),
+                     inverse);
+  }
+  template <class T>
+  static void rotate_cuda(const Tensor<T, CUDA>& x, const Tensor<float, CUDA>& table,
+                          Tensor<T, CUDA>& out, bool inverse) {
+    cuda::rope_apply(x.data(), table.data(), out.data(), x.size(0), x.size(1), x.size(2), x.size(3),
+                     inverse);
+  }
+};
 
 // Rotates x [B, S, H, Dh] by the table rows [S, Dh/2, 2] (the caller narrows the full table to the
 // S positions it feeds, e.g. table.narrow(0, start_pos, S) when decoding with a KV cache).
 // Computed in float (double for double tensors); differentiable in x (the table is a constant).
 template <FloatingElement T, class D>
 Tensor<T, D> apply_rope(const Tensor<T, D>& x, const Tensor<float, D>& table) {
-  MENTOR_CHECK_SHAPE(x.dim() == 4 && x.size(3) % 2 == 0,
-                     "apply_rope: input must be [B, S, H, Dh] with even Dh, got ", x.shape().str());
-  MENTOR_CHECK_SHAPE(table.dim() == 3 && table.size(0) == x.size(1) &&
-                         table.size(1) * 2 == x.size(3) && table.size(2) == 2,
-                     "apply_rope: table of shape ", table.shape().str(), " does not fit input ",
-                     x.shape().str(), " (expected [", x.size(1), ", ", x.size(3) / 2, ", 2])");
-  Tensor<T, D> out = detail::rope_rotate(x, table, false);
-  autograd::record(
-      "apply_rope", out,
-      [table = table.detach()](const Tensor<T, D>& g) {
-        // A rotation's transpose is the rotation by the opposite angle.
-        return std::tuple{detail::rope_rotate(g, table, true)};
-      },
-      x);
-  return out;
+  return apply(Rope{}, x, table.detach());
 }
 
 }  // namespace mentor

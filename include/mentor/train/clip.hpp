@@ -5,20 +5,19 @@
 //
 // On the CPU the sum of squares is accumulated in double over fixed 64Ki-element chunks whose
 // partial sums are added in order, so the result does not depend on the number of threads.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cuda/fused.hpp"
 #include "mentor/core/error.hpp"
 #include "mentor/core/tensor.hpp"
+#include "mentor/ops/apply.hpp"
 #include "mentor/ops/elementwise.hpp"
-#if defined(MENTOR_WITH_CUDA)
-#include "mentor/backend/cuda/fused.hpp"
-#endif
 
 namespace mentor::train {
 
@@ -45,41 +44,67 @@ double sum_of_squares_cpu(const T* data, int64_t n) {
   return total;
 }
 
+// total = Σ over a non-empty list of contiguous gradients of Σ g²: tensor by tensor in double on
+// the CPU, one multi-tensor launch (float) on CUDA.
+struct SumOfSquares {
+  template <class T>
+  void forward_cpu(const std::vector<Tensor<T, CPU>>& grads, double& total) const {
+    total = 0.0;
+    for (const Tensor<T, CPU>& g : grads) total += sum_of_squares_cpu(g.data(), g.numel());
+  }
+  template <class T>
+  void forward_cuda(const std::vector<Tensor<T, CUDA>>& grads, double& total) const {
+    std::vector<const T*> pointers;
+    std::vector<int64_t> numels;
+    for (const Tensor<T, CUDA>& g : grads) {
+      pointers.push_back(g.data());
+      numels.push_back(g.numel());
+    }
+    Tensor<float, CUDA> out = Tensor<float, CUDA>::zeros(Shape{1});
+    cuda::squared_norm_multi_tensor<T>(pointers, numels, out.data());
+    total = static_cast<double>(out.item());
+  }
+};
+
+// Multiplies a parameter's gradient g by `factor`: in place on the CPU when g is contiguous and
+// held only by the parameter's slot and the caller, else as a new gradient tensor.
+struct ScaleGrad {
+  double factor;
+
+  template <class T>
+  void forward_cpu(Tensor<T, CPU>& g, Tensor<T, CPU>& param) const {
+    if (g.is_contiguous() && g.storage().use_count() <= 2) {  // the slot's and ours
+      using A = acc_t<T>;
+      const A f = static_cast<A>(factor);
+      T* data = g.data();
+      cpu::parallel_for(g.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i)
+          data[i] = convert_element<T>(static_cast<A>(data[i]) * f);
+      });
+      return;
+    }
+    param.set_grad(mul_scalar(g, factor));
+  }
+  template <class T>
+  void forward_cuda(Tensor<T, CUDA>& g, Tensor<T, CUDA>& param) const {
+    param.set_grad(mul_scalar(g, factor));
+  }
+};
+
 }  // namespace detail
 
 // Σ g² over the defined gradients of `params`, in double.
 template <class T, class D>
 double grad_sum_of_squares(const std::vector<Tensor<T, D>*>& params) {
-  double total = 0.0;
-  if constexpr (std::is_same_v<D, CPU>) {
-    for (Tensor<T, D>* p : params) {
-      MENTOR_CHECK(p != nullptr, "grad_norm: null parameter");
-      Tensor<T, D> g = p->grad();
-      if (!g.defined()) continue;
-      Tensor<T, D> c = g.contiguous_nograd();
-      total += detail::sum_of_squares_cpu(c.data(), c.numel());
-    }
-  } else {
-#if defined(MENTOR_WITH_CUDA)
-    std::vector<Tensor<T, D>> keep;
-    std::vector<const T*> pointers;
-    std::vector<int64_t> numels;
-    for (Tensor<T, D>* p : params) {
-      MENTOR_CHECK(p != nullptr, "grad_norm: null parameter");
-      Tensor<T, D> g = p->grad();
-      if (!g.defined()) continue;
-      keep.push_back(g.contiguous_nograd());
-      pointers.push_back(keep.back().data());
-      numels.push_back(keep.back().numel());
-    }
-    if (pointers.empty()) return 0.0;
-    Tensor<float, D> out = Tensor<float, D>::zeros(Shape{1});
-    cuda::squared_norm_multi_tensor<T>(pointers, numels, out.data());
-    total = static_cast<double>(out.item());
-#else
-    throw Error("grad_norm: mentor was built without the CUDA backend");
-#endif
+  std::vector<Tensor<T, D>> grads;
+  for (Tensor<T, D>* p : params) {
+    MENTOR_CHECK(p != nullptr, "grad_norm: null parameter");
+    Tensor<T, D> g = p->grad();
+    if (g.defined()) grads.push_back(g.contiguous_nograd());
   }
+  if (grads.empty()) return 0.0;
+  double total = 0.0;
+  launch(detail::SumOfSquares{}, grads, total);
   return total;
 }
 
@@ -97,20 +122,7 @@ void scale_grads(const std::vector<Tensor<T, D>*>& params, double factor) {
   NoGradGuard no_grad;
   for (Tensor<T, D>* p : params) {
     Tensor<T, D> g = p->grad();
-    if (!g.defined()) continue;
-    if constexpr (std::is_same_v<D, CPU>) {
-      if (g.is_contiguous() && g.storage().use_count() <= 2) {  // the slot's and ours
-        using A = acc_t<T>;
-        const A f = static_cast<A>(factor);
-        T* data = g.data();
-        cpu::parallel_for(g.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i)
-            data[i] = convert_element<T>(static_cast<A>(data[i]) * f);
-        });
-        continue;
-      }
-    }
-    p->set_grad(mul_scalar(g, factor));
+    if (g.defined()) launch(detail::ScaleGrad{factor}, g, *p);
   }
 }
 

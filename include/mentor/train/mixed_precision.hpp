@@ -25,6 +25,7 @@
 #include "mentor/core/error.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/nn/module.hpp"
+#include "mentor/ops/apply.hpp"
 #include "mentor/train/optim.hpp"
 
 namespace mentor::train {
@@ -47,6 +48,29 @@ decltype(auto) with_precision(Precision precision, F&& f) {
   if (precision == Precision::bf16) return f.template operator()<bf16>();
   return f.template operator()<float>();
 }
+
+namespace detail {
+// model = master rounded to the model's type: on the CPU straight into a contiguous model tensor,
+// else through a converted copy.
+struct Publish {
+  template <class T>
+  void forward_cpu(Tensor<T, CPU>& model, const Tensor<float, CPU>& master) const {
+    if (!model.is_contiguous()) {
+      model.copy_(master.template to<T>());
+      return;
+    }
+    T* dst = model.data();
+    const float* src = master.data();
+    cpu::parallel_for(master.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dst[i] = convert_element<T>(src[i]);
+    });
+  }
+  template <class T>
+  void forward_cuda(Tensor<T, CUDA>& model, const Tensor<float, CUDA>& master) const {
+    model.copy_(master.template to<T>());
+  }
+};
+}  // namespace detail
 
 template <FloatingElement T, class D = CPU>
 class MasterWeights {
@@ -106,19 +130,7 @@ class MasterWeights {
   void publish() {
     if constexpr (kAliasesModel) return;
     NoGradGuard no_grad;
-    for (auto& e : entries_) {
-      if constexpr (std::is_same_v<D, CPU>) {
-        if (e->model->is_contiguous()) {
-          T* dst = e->model->data();
-          const float* src = e->master.data();
-          cpu::parallel_for(e->master.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-            for (int64_t i = begin; i < end; ++i) dst[i] = convert_element<T>(src[i]);
-          });
-          continue;
-        }
-      }
-      e->model->copy_(e->master.template to<T>());
-    }
+    for (auto& e : entries_) launch(detail::Publish{}, *e->model, e->master);
   }
 
   // Re-reads the masters from the model (after loading model weights without master copies).

@@ -22,18 +22,16 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mentor/backend/cpu/parallel.hpp"
+#include "mentor/backend/cuda/fused.hpp"
 #include "mentor/core/error.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/nn/module.hpp"
-#if defined(MENTOR_WITH_CUDA)
-#include "mentor/backend/cuda/fused.hpp"
+#include "mentor/ops/apply.hpp"
 #include "mentor/ops/elementwise.hpp"
-#endif
 
 namespace mentor::train {
 
@@ -143,6 +141,60 @@ inline void adam_update_cpu(float* param, const float* grad, float* m, float* v,
   });
 }
 
+// One update of every listed parameter, in place: params[i] (contiguous) with its contiguous
+// gradient grads[i], moments m[i], v[i], step count steps[i] (already incremented) and weight decay
+// decays[i]. On the CPU tensor by tensor; on CUDA one fused launch per (weight decay, step count)
+// bucket, the L2 term of Adam added to the gradient first.
+struct AdamStep {
+  AdamOptions options;
+  WeightDecayMode mode;
+  double lr;
+  std::vector<int64_t> steps;
+  std::vector<double> decays;
+
+  void forward_cpu(std::vector<Tensor<float, CPU>>& params,
+                   const std::vector<Tensor<float, CPU>>& grads, std::vector<Tensor<float, CPU>>& m,
+                   std::vector<Tensor<float, CPU>>& v) const {
+    for (size_t i = 0; i < params.size(); ++i) {
+      const AdamScalars s = adam_scalars(options, mode, lr, decays[i], steps[i]);
+      adam_update_cpu(params[i].data(), grads[i].data(), m[i].data(), v[i].data(),
+                      params[i].numel(), s, decays[i] != 0.0);
+    }
+  }
+  template <class T>
+  void forward_cuda(std::vector<Tensor<T, CUDA>>& params, const std::vector<Tensor<T, CUDA>>& grads,
+                    std::vector<Tensor<float, CUDA>>& m,
+                    std::vector<Tensor<float, CUDA>>& v) const {
+    struct Bucket {
+      std::vector<cuda::AdamWTensor<T>> tensors;
+      std::vector<Tensor<T, CUDA>> keep_alive;  // L2-adjusted gradients live until the launch
+    };
+    std::map<std::pair<double, int64_t>, Bucket> buckets;
+    for (size_t i = 0; i < params.size(); ++i) {
+      Tensor<T, CUDA> g = grads[i];
+      double decoupled_wd = decays[i];
+      if (mode == WeightDecayMode::l2 && decays[i] != 0.0) {
+        g = add(g, mul_scalar(params[i].detach(), decays[i]));
+        decoupled_wd = 0.0;
+      }
+      Bucket& bucket = buckets[{decoupled_wd, steps[i]}];
+      bucket.tensors.push_back({params[i].data(), g.data(), m[i].data(), v[i].data(),
+                                params[i].numel(), decoupled_wd != 0.0});
+      bucket.keep_alive.push_back(g);
+    }
+    for (auto& [key, bucket] : buckets) {
+      cuda::AdamWHyper hyper;
+      hyper.lr = static_cast<float>(lr);
+      hyper.beta1 = static_cast<float>(options.beta1);
+      hyper.beta2 = static_cast<float>(options.beta2);
+      hyper.eps = static_cast<float>(options.eps);
+      hyper.weight_decay = static_cast<float>(key.first);
+      hyper.step = key.second;
+      cuda::adamw_multi_tensor<T>(bucket.tensors, hyper);
+    }
+  }
+};
+
 }  // namespace detail
 
 // Adam-family optimizer. Use the AdamW / Adam aliases below, which fix the decay mode.
@@ -185,22 +237,25 @@ class AdamOptimizer {
     MENTOR_CHECK(std::isfinite(lr) && lr >= 0, name(), "::step: learning rate must be finite and ",
                  ">= 0, got ", lr);
     NoGradGuard no_grad;
-    if constexpr (std::is_same_v<D, CPU>) {
-      for (const auto& group : groups_) {
-        for (const auto& [param_name, tensor] : group.params) {
-          Tensor<float, D> grad = tensor->grad();
-          if (!grad.defined()) continue;
-          State& state = state_for(param_name, *tensor, grad);
-          Tensor<float, D> g = grad.contiguous_nograd();
-          ++state.step;
-          const auto s = detail::adam_scalars(options_, mode_, lr, group.weight_decay, state.step);
-          detail::adam_update_cpu(tensor->data(), g.data(), state.m.data(), state.v.data(),
-                                  tensor->numel(), s, group.weight_decay != 0.0);
-        }
+    // Every gradient's shape is checked before any parameter or step count changes.
+    std::vector<Tensor<float, D>> params, grads, m, v;
+    std::vector<State*> states;
+    detail::AdamStep update{options_, mode_, lr, {}, {}};
+    for (const auto& group : groups_) {
+      for (const auto& [param_name, tensor] : group.params) {
+        Tensor<float, D> grad = tensor->grad();
+        if (!grad.defined()) continue;
+        State& state = state_for(param_name, *tensor, grad);
+        params.push_back(*tensor);
+        grads.push_back(grad.contiguous_nograd());
+        m.push_back(state.m);
+        v.push_back(state.v);
+        states.push_back(&state);
+        update.decays.push_back(group.weight_decay);
       }
-    } else {
-      step_device(lr);
     }
+    for (State* state : states) update.steps.push_back(++state->step);
+    launch(update, params, grads, m, v);
   }
 
   // Drops every parameter's gradient (frees its memory).
@@ -262,48 +317,6 @@ class AdamOptimizer {
                   .first;
     }
     return found->second;
-  }
-
-  void step_device(double lr) {
-#if defined(MENTOR_WITH_CUDA)
-    // One fused launch per (weight decay, step count) bucket: the kernel takes one of each.
-    struct Bucket {
-      std::vector<cuda::AdamWTensor<float>> tensors;
-      std::vector<Tensor<float, D>> keep_alive;  // L2-adjusted gradients live until the launch
-    };
-    std::map<std::pair<double, int64_t>, Bucket> buckets;
-    for (const auto& group : groups_) {
-      for (const auto& [param_name, tensor] : group.params) {
-        Tensor<float, D> grad = tensor->grad();
-        if (!grad.defined()) continue;
-        State& state = state_for(param_name, *tensor, grad);
-        ++state.step;
-        Tensor<float, D> g = grad.contiguous_nograd();
-        double decoupled_wd = group.weight_decay;
-        if (mode_ == WeightDecayMode::l2 && group.weight_decay != 0.0) {
-          g = add(g, mul_scalar(tensor->detach(), group.weight_decay));
-          decoupled_wd = 0.0;
-        }
-        Bucket& bucket = buckets[{decoupled_wd, state.step}];
-        bucket.tensors.push_back({tensor->data(), g.data(), state.m.data(), state.v.data(),
-                                  tensor->numel(), decoupled_wd != 0.0});
-        bucket.keep_alive.push_back(g);
-      }
-    }
-    for (auto& [key, bucket] : buckets) {
-      cuda::AdamWHyper hyper;
-      hyper.lr = static_cast<float>(lr);
-      hyper.beta1 = static_cast<float>(options_.beta1);
-      hyper.beta2 = static_cast<float>(options_.beta2);
-      hyper.eps = static_cast<float>(options_.eps);
-      hyper.weight_decay = static_cast<float>(key.first);
-      hyper.step = key.second;
-      cuda::adamw_multi_tensor<float>(bucket.tensors, hyper);
-    }
-#else
-    (void)lr;
-    throw Error("AdamOptimizer: mentor was built without the CUDA backend");
-#endif
   }
 
   std::vector<ParamGroup<D>> groups_;

@@ -3,45 +3,15 @@
 // declarations (src/cuda/*.cu). All pointers are device pointers to contiguous row-major data; T is
 // float or bf16 (bf16 storage, float arithmetic); work is queued on the current stream.
 //
-//   rms_norm_residual  h = x + residual; y = rms_norm(h) * weight    (one read of x and residual)
-//   swiglu             y = silu(gate) * up                            (the LlamaGen FFN)
-//   softmax_xent       per-row cross-entropy over a large vocabulary  (one read of the logits per
-//   pass) adamw_multi_tensor one launch updates every parameter flash_attention    causal /
-//   left-padded attention, bf16, head dim 64 or 128, never builds S×S
+//   softmax_xent        per-row cross-entropy over a large vocabulary, one read of the logits
+//   adamw_multi_tensor  one launch updates every parameter
+//   flash_attention     causal / left-padded attention, bf16, head dim 64 or 128, never builds S×S
 #include <cstdint>
 #include <vector>
 
 #include "mentor/core/bf16.hpp"
 
 namespace mentor::cuda {
-
-// ---- RMSNorm with the residual add
-// --------------------------------------------------------------- h = T(x + residual) (written to
-// h_out: the residual stream continues from it), then LlamaGen's y = T(T(h * rsqrt(mean(h²) + eps))
-// * weight). residual may be null (then h = x and h_out may be null). x, residual, h_out, y: [rows,
-// C]; weight [C] (null: no weight).
-template <class T>
-void rms_norm_residual_forward(const T* x, const T* residual, const T* weight, T* h_out, T* y,
-                               int64_t rows, int64_t C, float eps);
-// Gradients given grad_y and grad_h_in (the gradient reaching h from its other uses, e.g. the next
-// residual add; null = none): grad_h = grad_h_in + ∂y/∂h · grad_y, which is also the gradient of x
-// and of residual. grad_weight [C] (null: not wanted) is overwritten.
-template <class T>
-void rms_norm_residual_backward(const T* h, const T* weight, const T* grad_y, const T* grad_h_in,
-                                T* grad_h, T* grad_weight, int64_t rows, int64_t C, float eps);
-
-// ---- SwiGLU ------------------------------------------------------------------------------------
-// y[r, c] = silu(gate[r, c]) * up[r, c] for c < C. Rows are addressed with their own pitch (in
-// elements) so gate and up may be the two halves of one fused [rows, 2C] projection.
-template <class T>
-void swiglu_forward(const T* gate, int64_t gate_pitch, const T* up, int64_t up_pitch, T* y,
-                    int64_t rows, int64_t C);
-// grad_gate = grad_y * up * silu'(gate), grad_up = grad_y * silu(gate); both [rows, C] with the
-// given pitches (they may be the halves of one [rows, 2C] gradient). grad_y is [rows, C].
-template <class T>
-void swiglu_backward(const T* gate, int64_t gate_pitch, const T* up, int64_t up_pitch,
-                     const T* grad_y, T* grad_gate, int64_t grad_gate_pitch, T* grad_up,
-                     int64_t grad_up_pitch, int64_t rows, int64_t C);
 
 // ---- softmax cross-entropy -------------------------------------------------------------------
 // Per row r of logits [rows, vocab]: lse[r] = log Σ_v exp(logits[r, v]) (one pass, online max) and
@@ -58,9 +28,8 @@ void softmax_xent_backward(const T* logits, const int64_t* targets, const float*
                            const float* row_scale, float scale, int64_t rows, int64_t vocab,
                            int64_t ignore_index, T* grad_logits);
 
-// ---- AdamW over many tensors in one launch
-// ------------------------------------------------------- PyTorch's AdamW (decoupled weight decay,
-// bias-corrected moments), step counted from 1:
+// ---- AdamW over many tensors in one launch ------------------------------------------------------
+// PyTorch's AdamW (decoupled weight decay, bias-corrected moments), step counted from 1:
 //   p -= lr · weight_decay · p                       (only when decay is set for the tensor)
 //   m = β1 m + (1 − β1) g;   v = β2 v + (1 − β2) g²    with g = grad · grad_scale
 //   p -= lr / (1 − β1^step) · m / (sqrt(v / (1 − β2^step)) + eps)

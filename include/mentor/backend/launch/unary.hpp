@@ -30,7 +30,7 @@ namespace cuda {
 // functions; `param` is pow's exponent and is ignored by the others).
 template <UnaryOp Op, class T>
 void unary(const T* x, T* out, int64_t n, float param);
-// grad_x[i] = grad_out[i] · f_Op'(x[i]), contiguous, in float (cpu::unary_derivative has the
+// grad_x[i] = grad_out[i] · f_Op'(x[i]), contiguous, in float (backend/pointwise_math.hpp has the
 // formulas; abs'(0) = 0, pow' = 0 when param == 0).
 template <UnaryOp Op, class T>
 void unary_backward(const T* x, const T* grad_out, T* grad_x, int64_t n, float param);

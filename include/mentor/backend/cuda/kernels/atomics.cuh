@@ -7,43 +7,39 @@
 #include <type_traits>
 
 #include "mentor/backend/cuda/kernels/common.cuh"
-#include "mentor/core/cuda_api.hpp"
+#include "mentor/backend/cuda/scratch.hpp"
 
 namespace mentor::cuda {
 
 // Where a scatter-add of element type T (device type) accumulates: the destination itself for
 // float, a zeroed float buffer of the same element count for bf16. finish() adds the buffer into
-// the destination (bf16) and releases it; the destructor releases it on error paths.
+// the destination (bf16); the buffer goes back to the allocator with the target.
 template <class DT>
 class ScatterTarget {
  public:
-  ScatterTarget(DT* dst, int64_t count) : dst_(dst), count_(count) {
-    if constexpr (std::is_same_v<DT, float>) {
-      accum_ = dst;
+  ScatterTarget(DT* dst, int64_t count)
+      : dst_(dst), count_(count), staging_(kStaged ? staging_bytes(count) : 0) {
+    if constexpr (kStaged)
+      MENTOR_CUDA_CHECK(cudaMemsetAsync(staging_.as<float>(), 0, staging_bytes(count), stream()));
+  }
+
+  float* accum() const {
+    if constexpr (kStaged) {
+      return staging_.as<float>();
     } else {
-      bytes_ = sizeof(float) * static_cast<size_t>(count > 0 ? count : 1);
-      accum_ = static_cast<float*>(device_allocator().allocate(bytes_));
-      MENTOR_CUDA_CHECK(cudaMemsetAsync(accum_, 0, bytes_, stream()));
+      return dst_;
     }
   }
-  ~ScatterTarget() { release(); }
-  ScatterTarget(const ScatterTarget&) = delete;
-  ScatterTarget& operator=(const ScatterTarget&) = delete;
-
-  float* accum() const { return accum_; }
   void finish();
 
  private:
-  void release() {
-    if constexpr (!std::is_same_v<DT, float>) {
-      if (accum_ != nullptr) device_allocator().deallocate(accum_, bytes_);
-      accum_ = nullptr;
-    }
+  static constexpr bool kStaged = !std::is_same_v<DT, float>;
+  static size_t staging_bytes(int64_t count) {
+    return sizeof(float) * static_cast<size_t>(count > 0 ? count : 1);
   }
   DT* dst_;
   int64_t count_;
-  float* accum_ = nullptr;
-  size_t bytes_ = 0;
+  Scratch staging_;
 };
 
 template <class DT>
@@ -56,13 +52,12 @@ __global__ void add_float_into_kernel(const float* __restrict__ src, DT* __restr
 
 template <class DT>
 void ScatterTarget<DT>::finish() {
-  if constexpr (!std::is_same_v<DT, float>) {
+  if constexpr (kStaged) {
     if (count_ > 0) {
       add_float_into_kernel<DT>
-          <<<grid_blocks(count_, 256), 256, 0, stream()>>>(accum_, dst_, count_);
+          <<<grid_blocks(count_, 256), 256, 0, stream()>>>(staging_.as<float>(), dst_, count_);
       MENTOR_CUDA_CHECK_LAUNCH("add_float_into_kernel");
     }
-    release();
   }
 }
 

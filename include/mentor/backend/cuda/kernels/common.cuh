@@ -100,35 +100,24 @@ __device__ __forceinline__ A warp_sum(A v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
-template <class A>
-__device__ __forceinline__ A warp_max(A v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1)
-    v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
 
-// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the
-// result. `scratch` holds 32 values; the call synchronises the block twice.
-template <class A>
-__device__ __forceinline__ A block_sum(A v, A* scratch) {
+// Reduces v over the whole block (blockDim.x a multiple of 32, at most 1024) with warp_reduce, a
+// reduction over one warp that every lane gets; `identity` stands in for the warps a smaller block
+// lacks. Every thread gets the result. `scratch` holds 32 values; the call synchronises the block
+// twice.
+template <class V, class WarpReduce>
+__device__ __forceinline__ V block_reduce(V v, V* scratch, V identity, WarpReduce warp_reduce) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_sum(v);
+  v = warp_reduce(v);
   __syncthreads();  // scratch may still be read by a previous call
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  A total = lane < warps ? scratch[lane] : A(0);
-  return warp_sum(total);
+  V total = lane < warps ? scratch[lane] : identity;
+  return warp_reduce(total);
 }
 template <class A>
-__device__ __forceinline__ A block_max(A v, A* scratch, A lowest) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  A total = lane < warps ? scratch[lane] : lowest;
-  return warp_max(total);
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
+  return block_reduce(v, scratch, A(0), [](A x) { return warp_sum(x); });
 }
 
 // ---- vector access ---------------------------------------------------------------------------

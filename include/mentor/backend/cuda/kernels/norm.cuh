@@ -1,6 +1,6 @@
 #pragma once
-// Row normalisation kernels (RMSNorm and LayerNorm over the last dimension, optionally fused with
-// the residual add), forward and backward, and the parameter-gradient column reductions.
+// Row normalisation kernels (RMSNorm and LayerNorm over the last dimension), forward and backward,
+// and the parameter-gradient column reductions.
 //
 // Two shapes of kernel:
 //  - vectorised: a warp per row, the row kept in registers as kPacks 16-byte packs per lane (rows
@@ -21,10 +21,8 @@ enum class NormKind { Rms, Layer };
 template <class T>
 struct NormForwardArgs {
   const T* x;
-  const T* residual;  // null: no residual add
-  const T* weight;    // null: 1
-  const T* bias;      // null: 0 (LayerNorm only)
-  T* h_out;           // x + residual, when residual
+  const T* weight;  // null: 1
+  const T* bias;    // null: 0 (LayerNorm only)
   T* y;
   int64_t rows;
   int C;
@@ -36,7 +34,6 @@ struct NormBackwardArgs {
   const T* h;       // the normalised input
   const T* weight;  // null: 1
   const T* grad_y;
-  const T* grad_h_in;  // null: none; added to grad_h
   T* grad_h;
   float* mean;  // [rows] written (LayerNorm) for the parameter gradients; may be null
   float* rstd;  // [rows] written; may be null
@@ -62,6 +59,73 @@ __device__ __forceinline__ T norm_output(float xhat, const T* weight, const T* b
   }
 }
 
+// A row's statistics: mean (LayerNorm; 0 for RMSNorm) and rstd = 1 / sqrt(mean(x²) + eps)
+// (RMSNorm) or 1 / sqrt(var(x) + eps) (LayerNorm).
+struct NormStats {
+  float mean;
+  float rstd;
+};
+
+// Loads a row into registers, one warp per row, and returns its statistics: load(j, p) fills h[j]
+// with the row's pack p = lane + 32 j, for each p < packs.
+template <NormKind K, int kPacks, class T, class Load>
+__device__ __forceinline__ NormStats load_row_stats(Pack16<T> (&h)[kPacks], int lane, int packs,
+                                                    float inv_c, float eps, Load load) {
+  constexpr int V = Pack16<T>::kSize;
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPacks; ++j) {
+    const int p = lane + 32 * j;
+    if (p < packs) {
+      load(j, p);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const float v = to_acc(h[j].elem[e]);
+        sum += K == NormKind::Rms ? v * v : v;
+      }
+    }
+  }
+  sum = warp_sum(sum);
+  if constexpr (K == NormKind::Rms) {
+    return {0.f, 1.0f / sqrtf(sum * inv_c + eps)};
+  } else {
+    const float mean = sum * inv_c;
+    float sq = 0.f;
+#pragma unroll
+    for (int j = 0; j < kPacks; ++j) {
+      if (lane + 32 * j < packs) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const float d = to_acc(h[j].elem[e]) - mean;
+          sq += d * d;
+        }
+      }
+    }
+    return {mean, 1.0f / sqrtf(warp_sum(sq) * inv_c + eps)};
+  }
+}
+
+// The statistics of a row of C elements in memory, over a row group.
+template <int kGroup, NormKind K, class T>
+__device__ __forceinline__ NormStats row_stats(const T* h, int C, float inv_c, float eps,
+                                               float* scratch) {
+  using G = RowGroup<kGroup>;
+  const float sum = G::row_sum(C, scratch, [&](int c) {
+    const float v = to_acc(h[c]);
+    return K == NormKind::Rms ? v * v : v;
+  });
+  if constexpr (K == NormKind::Rms) {
+    return {0.f, 1.0f / sqrtf(sum * inv_c + eps)};
+  } else {
+    const float mean = sum * inv_c;
+    const float sq = G::row_sum(C, scratch, [&](int c) {
+      const float d = to_acc(h[c]) - mean;
+      return d * d;
+    });
+    return {mean, 1.0f / sqrtf(sq * inv_c + eps)};
+  }
+}
+
 template <NormKind K, class T, int kPacks>
 __global__ void __launch_bounds__(32 * kNormWarpsPerBlock)
     norm_forward_vec_kernel(NormForwardArgs<T> a) {
@@ -73,45 +137,9 @@ __global__ void __launch_bounds__(32 * kNormWarpsPerBlock)
        row += int64_t(gridDim.x) * kNormWarpsPerBlock) {
     const int64_t base = row * a.C;
     Pack16<T> h[kPacks];
-    float sum = 0.f;
-#pragma unroll
-    for (int j = 0; j < kPacks; ++j) {
-      const int p = lane + 32 * j;
-      if (p < packs) {
-        h[j] = load16(a.x + base + p * V);
-        if (a.residual != nullptr) {
-          const Pack16<T> r = load16(a.residual + base + p * V);
-#pragma unroll
-          for (int e = 0; e < V; ++e)
-            h[j].elem[e] = from_acc<T>(to_acc(h[j].elem[e]) + to_acc(r.elem[e]));
-          if (a.h_out != nullptr) store16(a.h_out + base + p * V, h[j]);
-        }
-#pragma unroll
-        for (int e = 0; e < V; ++e) {
-          const float v = to_acc(h[j].elem[e]);
-          sum += K == NormKind::Rms ? v * v : v;
-        }
-      }
-    }
-    sum = warp_sum(sum);
-    float mean = 0.f, rstd;
-    if constexpr (K == NormKind::Rms) {
-      rstd = 1.0f / sqrtf(sum * inv_c + a.eps);
-    } else {
-      mean = sum * inv_c;
-      float sq = 0.f;
-#pragma unroll
-      for (int j = 0; j < kPacks; ++j) {
-        if (lane + 32 * j < packs) {
-#pragma unroll
-          for (int e = 0; e < V; ++e) {
-            const float d = to_acc(h[j].elem[e]) - mean;
-            sq += d * d;
-          }
-        }
-      }
-      rstd = 1.0f / sqrtf(warp_sum(sq) * inv_c + a.eps);
-    }
+    const T* x = a.x + base;
+    const auto [mean, rstd] = load_row_stats<K>(h, lane, packs, inv_c, a.eps,
+                                                [&](int j, int p) { h[j] = load16(x + p * V); });
 #pragma unroll
     for (int j = 0; j < kPacks; ++j) {
       const int p = lane + 32 * j;
@@ -147,37 +175,13 @@ __global__ void norm_forward_generic_kernel(NormForwardArgs<T> a) {
   for (int64_t row = G::first_row(); row < a.rows; row += G::row_step()) {
     const int64_t base = row * a.C;
     const T* h = a.x + base;
-    if (a.residual != nullptr) {
-      // Each thread writes and later re-reads only its own elements of h_out.
-      T* h_out = a.h_out + base;
-      for (int c = G::lane(); c < a.C; c += kGroup)
-        h_out[c] = from_acc<T>(to_acc(a.x[base + c]) + to_acc(a.residual[base + c]));
-      h = h_out;
-    }
-    float sum = 0.f;
-    for (int c = G::lane(); c < a.C; c += kGroup) {
-      const float v = to_acc(h[c]);
-      sum += K == NormKind::Rms ? v * v : v;
-    }
-    sum = G::sum(sum, scratch);
-    float mean = 0.f, rstd;
-    if constexpr (K == NormKind::Rms) {
-      rstd = 1.0f / sqrtf(sum * inv_c + a.eps);
-    } else {
-      mean = sum * inv_c;
-      float sq = 0.f;
-      for (int c = G::lane(); c < a.C; c += kGroup) {
-        const float d = to_acc(h[c]) - mean;
-        sq += d * d;
-      }
-      rstd = 1.0f / sqrtf(G::sum(sq, scratch) * inv_c + a.eps);
-    }
+    const auto [mean, rstd] = row_stats<kGroup, K>(h, a.C, inv_c, a.eps, scratch);
     for (int c = G::lane(); c < a.C; c += kGroup)
       a.y[base + c] = norm_output<K, T>((to_acc(h[c]) - mean) * rstd, a.weight, a.bias, c);
   }
 }
 
-// grad_h = rstd (dx̂ − [Layer] mean(dx̂) − x̂ mean(dx̂ x̂)) (+ grad_h_in), dx̂ = grad_y · weight.
+// grad_h = rstd (dx̂ − [Layer] mean(dx̂) − x̂ mean(dx̂ x̂)), dx̂ = grad_y · weight.
 template <NormKind K, class T, int kPacks>
 __global__ void __launch_bounds__(32 * kNormWarpsPerBlock)
     norm_backward_vec_kernel(NormBackwardArgs<T> a) {
@@ -189,39 +193,12 @@ __global__ void __launch_bounds__(32 * kNormWarpsPerBlock)
        row += int64_t(gridDim.x) * kNormWarpsPerBlock) {
     const int64_t base = row * a.C;
     Pack16<T> h[kPacks], g[kPacks];
-    float sum = 0.f;
-#pragma unroll
-    for (int j = 0; j < kPacks; ++j) {
-      const int p = lane + 32 * j;
-      if (p < packs) {
-        h[j] = load16(a.h + base + p * V);
-        g[j] = load16(a.grad_y + base + p * V);
-#pragma unroll
-        for (int e = 0; e < V; ++e) {
-          const float v = to_acc(h[j].elem[e]);
-          sum += K == NormKind::Rms ? v * v : v;
-        }
-      }
-    }
-    sum = warp_sum(sum);
-    float mean = 0.f, rstd;
-    if constexpr (K == NormKind::Rms) {
-      rstd = 1.0f / sqrtf(sum * inv_c + a.eps);
-    } else {
-      mean = sum * inv_c;
-      float sq = 0.f;
-#pragma unroll
-      for (int j = 0; j < kPacks; ++j) {
-        if (lane + 32 * j < packs) {
-#pragma unroll
-          for (int e = 0; e < V; ++e) {
-            const float d = to_acc(h[j].elem[e]) - mean;
-            sq += d * d;
-          }
-        }
-      }
-      rstd = 1.0f / sqrtf(warp_sum(sq) * inv_c + a.eps);
-    }
+    const T* x = a.h + base;
+    const T* gy = a.grad_y + base;
+    const auto [mean, rstd] = load_row_stats<K>(h, lane, packs, inv_c, a.eps, [&](int j, int p) {
+      h[j] = load16(x + p * V);
+      g[j] = load16(gy + p * V);
+    });
     float sum_dxhat = 0.f, sum_dot = 0.f;
 #pragma unroll
     for (int j = 0; j < kPacks; ++j) {
@@ -248,17 +225,14 @@ __global__ void __launch_bounds__(32 * kNormWarpsPerBlock)
     for (int j = 0; j < kPacks; ++j) {
       const int p = lane + 32 * j;
       if (p < packs) {
-        Pack16<T> extra, out;
-        if (a.grad_h_in != nullptr) extra = load16(a.grad_h_in + base + p * V);
+        Pack16<T> out;
 #pragma unroll
         for (int e = 0; e < V; ++e) {
           const int c = p * V + e;
           const float xhat = (to_acc(h[j].elem[e]) - mean) * rstd;
           const float dxhat =
               to_acc(g[j].elem[e]) * (a.weight != nullptr ? to_acc(a.weight[c]) : 1.f);
-          float dx = rstd * (dxhat - mean_dxhat - xhat * mean_dot);
-          if (a.grad_h_in != nullptr) dx += to_acc(extra.elem[e]);
-          out.elem[e] = from_acc<T>(dx);
+          out.elem[e] = from_acc<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
         }
         store16(a.grad_h + base + p * V, out);
       }
@@ -275,24 +249,7 @@ __global__ void norm_backward_generic_kernel(NormBackwardArgs<T> a) {
     const int64_t base = row * a.C;
     const T* h = a.h + base;
     const T* g = a.grad_y + base;
-    float sum = 0.f;
-    for (int c = G::lane(); c < a.C; c += kGroup) {
-      const float v = to_acc(h[c]);
-      sum += K == NormKind::Rms ? v * v : v;
-    }
-    sum = G::sum(sum, scratch);
-    float mean = 0.f, rstd;
-    if constexpr (K == NormKind::Rms) {
-      rstd = 1.0f / sqrtf(sum * inv_c + a.eps);
-    } else {
-      mean = sum * inv_c;
-      float sq = 0.f;
-      for (int c = G::lane(); c < a.C; c += kGroup) {
-        const float d = to_acc(h[c]) - mean;
-        sq += d * d;
-      }
-      rstd = 1.0f / sqrtf(G::sum(sq, scratch) * inv_c + a.eps);
-    }
+    const auto [mean, rstd] = row_stats<kGroup, K>(h, a.C, inv_c, a.eps, scratch);
     float sum_dxhat = 0.f, sum_dot = 0.f;
     for (int c = G::lane(); c < a.C; c += kGroup) {
       const float xhat = (to_acc(h[c]) - mean) * rstd;
@@ -309,9 +266,7 @@ __global__ void norm_backward_generic_kernel(NormBackwardArgs<T> a) {
     for (int c = G::lane(); c < a.C; c += kGroup) {
       const float xhat = (to_acc(h[c]) - mean) * rstd;
       const float dxhat = to_acc(g[c]) * (a.weight != nullptr ? to_acc(a.weight[c]) : 1.f);
-      float dx = rstd * (dxhat - mean_dxhat - xhat * mean_dot);
-      if (a.grad_h_in != nullptr) dx += to_acc(a.grad_h_in[base + c]);
-      a.grad_h[base + c] = from_acc<T>(dx);
+      a.grad_h[base + c] = from_acc<T>(rstd * (dxhat - mean_dxhat - xhat * mean_dot));
     }
   }
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Strided views on the device: host-side coalescing of a view's geometry (size-1 dimensions
 // dropped, dimensions that are contiguous in every operand merged) and a device-side indexer that
-// turns a linear index into element offsets for each operand. 32-bit index math is used whenever
+// turns a linear index into element offsets for each operand and walks the views (the one strided
+// walker of the CUDA kernels). 32-bit index math is used whenever
 // the view fits (GPU 64-bit division is emulated and several times slower).
 #include <cuda_runtime.h>
 
@@ -89,6 +90,18 @@ struct Indexer {
       linear /= size;
 #pragma unroll
       for (int a = 0; a < N; ++a) out[a] += index * strides[a][d];
+    }
+  }
+
+  // The walk of every strided kernel: body(i, off) for each linear index i in [0, n) of this
+  // thread's grid-stride loop, off the operands' offsets of i.
+  template <class Body>
+  __device__ __forceinline__ void for_each(Index n, Body body) const {
+    for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n;
+         i += Index(gridDim.x) * blockDim.x) {
+      Index off[N];
+      offsets(i, off);
+      body(i, off);
     }
   }
 };
