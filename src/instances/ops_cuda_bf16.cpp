@@ -1,0 +1,6 @@
+// The ops and Tensor<bf16, CUDA>, compiled once (see ops_instances.hpp).
+#include "ops_instances.hpp"
+
+namespace mentor {
+MENTOR_OPS_INSTANCES(, bf16, CUDA)
+}  // namespace mentor
