@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # holds its autograd slot, and its differentiable views record backward functions)
 declare -A layer_of=(
   [core]=core [autograd]=core [backend]=backend [ops]=ops [io]=io [nn]=nn [data]=data
-  [models]=models [generate]=generate [train]=train [mentor.hpp]=umbrella
+  [models]=models [text]=text [generate]=generate [train]=train [mentor.hpp]=umbrella
 )
 # the layers each layer may include, besides itself
 declare -A allowed=(
@@ -26,9 +26,10 @@ declare -A allowed=(
   [nn]="core backend ops io"
   [data]="core backend io"
   [models]="core backend ops io nn data"
-  [generate]="core backend ops io nn data models"
+  [text]="core io"
+  [generate]="core backend ops io nn data models text"
   [train]="core backend ops io nn data"
-  [umbrella]="core backend ops io nn data models generate train"
+  [umbrella]="core backend ops io nn data models text generate train"
 )
 # What a CUDA translation unit must never reach: the tensor (and with it autograd and Eigen), op
 # headers, the CPU backend.
