@@ -371,6 +371,12 @@ class GPT : public nn::Module<T, D> {
     MENTOR_CHECK(embedder, "GPT: a c2i model has no caption embedder");
     return *embedder;
   }
+  const LabelEmbedder<T, D>& label_embedder() const {
+    return const_cast<GPT&>(*this).label_embedder();
+  }
+  const CaptionEmbedder<T, D>& caption_embedder() const {
+    return const_cast<GPT&>(*this).caption_embedder();
+  }
 
  private:
   Tensor<bool, D> drop_mask(int64_t batch, const Tensor<bool, D>& force_drop,
