@@ -17,8 +17,10 @@ jobs=${MENTOR_JOBS:-$(nproc)}
 programs=(tests_train tests_ops tests_core tests_io tests_data)
 
 start=$SECONDS
+# -Wno-uninitialized: at -Og GCC 12 reports its own AVX-512 intrinsics' deliberately undefined `__Y`
+# operands (inlined into Eigen's kernels, now compiled here in src/instances) as uninitialized.
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-Og -g1" -DMENTOR_WERROR=ON -DMENTOR_SANITIZE=ON \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-Og -g1 -Wno-uninitialized" -DMENTOR_WERROR=ON -DMENTOR_SANITIZE=ON \
   -DMENTOR_CUDA=OFF -DMENTOR_BUILD_EXAMPLES=OFF -DMENTOR_BUILD_BENCH=OFF \
   -DMENTOR_TEST_PROGRAMS=folder >/dev/null
 cmake --build "$build" -j "$jobs" --target "${programs[@]}" sanitize_canary
