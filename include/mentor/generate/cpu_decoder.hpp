@@ -36,12 +36,16 @@ namespace mentor::generate {
 namespace cpu_decode {
 
 // y[r, j] (+)= Σ_k x[r, k] · w[j, k] for r < rows, j < out: x [rows, in], w [out, in] (a Linear's
-// weight), y [rows, out]. Every element is summed over 16 lanes then in lane order, the same
-// sequence for any rows, any block and any thread split (batch invariance, see the file comment);
-// four weight rows at a time share each load of x. The lanes are a GCC vector type, so the
-// accumulators stay in registers (one zmm, or two ymm on AVX2-only CPUs).
+// weight), y [rows, out]. Batch invariance (see the file comment) means every element must come
+// from the same instruction sequence for any rows, any tile and any thread split: each element is
+// 16 lane-wise multiply-add chains over k (a GCC vector type, so the accumulators stay in
+// registers: one zmm, or two ymm on AVX2-only CPUs), then one fixed tree over its 16 lanes, then
+// the scalar tail of k. Tiles of up to 4 rows × 4 weight rows share each load of x and of w; the
+// tree reduces 16 accumulators at once (15 vector adds instead of 16 × 15 dependent scalar ones).
 using Lanes = float __attribute__((vector_size(64)));
+using LaneIndex = int32_t __attribute__((vector_size(64)));
 constexpr int kLanes = 16;
+constexpr int kTileElements = 16;
 
 inline Lanes load_lanes(const float* p) {
   Lanes v;
@@ -49,48 +53,110 @@ inline Lanes load_lanes(const float* p) {
   return v;
 }
 
-inline float sum_lanes(Lanes v) {
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) s += v[l];
-  return s;
+// Pairwise sums of a and b: lane l of the result is a[A[l]] + a[B[l]] style picks over (a, b).
+inline Lanes fold(Lanes a, Lanes b, LaneIndex first, LaneIndex second) {
+  return __builtin_shuffle(a, b, first) + __builtin_shuffle(a, b, second);
+}
+
+// v[e] holds the 16 lane partial sums of element e; returns lane e = the sum of v[e]'s lanes, by
+// the same tree for every e: lanes (l, l + 8), then (l, l + 4), (l, l + 2), (l, l + 1).
+inline Lanes reduce_elements(Lanes (&v)[kTileElements]) {
+  const LaneIndex halves_lo = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const LaneIndex halves_hi = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const LaneIndex quads_lo = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  const LaneIndex quads_hi = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  const LaneIndex pairs_lo = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+  const LaneIndex pairs_hi = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+  const LaneIndex even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  const LaneIndex odd = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  Lanes halves[8], quads[4], pairs[2];
+  for (int k = 0; k < 8; ++k) halves[k] = fold(v[2 * k], v[2 * k + 1], halves_lo, halves_hi);
+  for (int k = 0; k < 4; ++k) quads[k] = fold(halves[2 * k], halves[2 * k + 1], quads_lo, quads_hi);
+  for (int k = 0; k < 2; ++k) pairs[k] = fold(quads[2 * k], quads[2 * k + 1], pairs_lo, pairs_hi);
+  return fold(pairs[0], pairs[1], even, odd);
+}
+
+// One tile: Rows rows of x × Cols weight rows (Rows · Cols <= 16; pointers clamped to the last
+// valid row or column, whose duplicates are computed and not stored). sums[r * Cols + c].
+template <int Rows, int Cols>
+inline void linear_tile(const float* const (&xr)[Rows], const float* const (&wr)[Cols], int64_t in,
+                        float (&sums)[kTileElements]) {
+  static_assert(Rows * Cols <= kTileElements);
+  Lanes acc[kTileElements] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= in; i += kLanes) {
+    Lanes wv[Cols];
+    for (int c = 0; c < Cols; ++c) wv[c] = load_lanes(wr[c] + i);
+    for (int r = 0; r < Rows; ++r) {
+      const Lanes xv = load_lanes(xr[r] + i);
+      for (int c = 0; c < Cols; ++c) acc[r * Cols + c] += xv * wv[c];
+    }
+  }
+  const Lanes reduced = reduce_elements(acc);
+  for (int e = 0; e < kTileElements; ++e) sums[e] = reduced[e];
+  for (int r = 0; r < Rows; ++r)
+    for (int c = 0; c < Cols; ++c)
+      for (int64_t t = i; t < in; ++t) sums[r * Cols + c] += xr[r][t] * wr[c][t];
 }
 
 // Multiply-adds per thread below which a product stays on the calling thread: waking a second
 // thread costs more than a decode step's small products (and a whole time slice on a busy machine).
 inline constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 20;
 
+// Rows [r0, r1) (a multiple of Rows apart) against weight rows [j0, j0 + width).
+template <int Rows, int Cols>
+inline void linear_row_tiles(const float* x, int64_t r0, int64_t r1, int64_t in,
+                             const float* const (&wr)[Cols], int64_t j0, int64_t width, int64_t out,
+                             float* y, bool accumulate) {
+  for (int64_t r = r0; r < r1; r += Rows) {
+    const float* xr[Rows];
+    for (int k = 0; k < Rows; ++k) xr[k] = x + (r + k) * in;
+    float sums[kTileElements];
+    linear_tile<Rows, Cols>(xr, wr, in, sums);
+    for (int64_t k = 0; k < Rows; ++k) {
+      float* yr = y + (r + k) * out + j0;
+      for (int64_t c = 0; c < width; ++c) {
+        const float s = sums[k * Cols + c];
+        yr[c] = accumulate ? yr[c] + s : s;
+      }
+    }
+  }
+}
+
+// Tiles of 4 rows × 4 weight rows where there are 4 rows or more (the prefill), else 2 × 8 and
+// 1 × 8 (decode steps): each tile fills most of the 16 accumulators of one reduction.
+template <int Cols>
+inline void linear_rows_by(const float* x, int64_t rows, int64_t in, const float* w, int64_t out,
+                           float* y, bool accumulate) {
+  const int64_t blocks = (out + Cols - 1) / Cols;
+  const int64_t work_per_block = std::max<int64_t>(rows * in * Cols, 1);
+  cpu::parallel_for(
+      blocks, std::max<int64_t>(1, kMinMultiplyAddsPerThread / work_per_block),
+      [&](int64_t b0, int64_t b1) {
+        for (int64_t block = b0; block < b1; ++block) {
+          const int64_t j0 = block * Cols, width = std::min<int64_t>(Cols, out - j0);
+          const float* wr[Cols];
+          for (int64_t c = 0; c < Cols; ++c) wr[c] = w + (j0 + std::min(c, width - 1)) * in;
+          constexpr int kBig = kTileElements / Cols;  // 4 rows of 4 columns, or 2 of 8
+          const int64_t big_end = rows / kBig * kBig;
+          linear_row_tiles<kBig, Cols>(x, 0, big_end, in, wr, j0, width, out, y, accumulate);
+          if constexpr (kBig == 4) {
+            const int64_t pairs_end = big_end + (rows - big_end) / 2 * 2;
+            linear_row_tiles<2, Cols>(x, big_end, pairs_end, in, wr, j0, width, out, y, accumulate);
+            linear_row_tiles<1, Cols>(x, pairs_end, rows, in, wr, j0, width, out, y, accumulate);
+          } else {
+            linear_row_tiles<1, Cols>(x, big_end, rows, in, wr, j0, width, out, y, accumulate);
+          }
+        }
+      });
+}
+
 inline void linear_rows(const float* x, int64_t rows, int64_t in, const float* w, int64_t out,
                         float* y, bool accumulate) {
-  constexpr int64_t kBlock = 4;
-  const int64_t blocks = (out + kBlock - 1) / kBlock;
-  const int64_t work_per_block = std::max<int64_t>(rows * in * kBlock, 1);
-  cpu::parallel_for(blocks, std::max<int64_t>(1, kMinMultiplyAddsPerThread / work_per_block),
-                    [&](int64_t b0, int64_t b1) {
-                      for (int64_t block = b0; block < b1; ++block) {
-                        const int64_t j0 = block * kBlock, width = std::min(kBlock, out - j0);
-                        const float* wr[kBlock];
-                        for (int64_t c = 0; c < kBlock; ++c)
-                          wr[c] = w + (j0 + std::min(c, width - 1)) * in;
-                        for (int64_t r = 0; r < rows; ++r) {
-                          const float* xr = x + r * in;
-                          Lanes acc[kBlock] = {};
-                          int64_t i = 0;
-                          for (; i + kLanes <= in; i += kLanes) {
-                            const Lanes xv = load_lanes(xr + i);
-                            acc[0] += xv * load_lanes(wr[0] + i);
-                            acc[1] += xv * load_lanes(wr[1] + i);
-                            acc[2] += xv * load_lanes(wr[2] + i);
-                            acc[3] += xv * load_lanes(wr[3] + i);
-                          }
-                          float* yr = y + r * out + j0;
-                          for (int64_t c = 0; c < width; ++c) {
-                            float s = sum_lanes(acc[c]);
-                            for (int64_t t = i; t < in; ++t) s += xr[t] * wr[c][t];
-                            yr[c] = accumulate ? yr[c] + s : s;
-                          }
-                        }
-                      }
-                    });
+  if (rows >= 4)
+    linear_rows_by<4>(x, rows, in, w, out, y, accumulate);
+  else
+    linear_rows_by<8>(x, rows, in, w, out, y, accumulate);
 }
 
 }  // namespace cpu_decode
