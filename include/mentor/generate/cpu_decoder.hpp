@@ -33,6 +33,10 @@
 
 namespace mentor::generate {
 
+// The 64-byte lane type is passed by value between these inline helpers; without AVX-512 GCC warns
+// that such arguments change the ABI, which does not matter for functions inlined in one program.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
 namespace cpu_decode {
 
 // y[r, j] (+)= Σ_k x[r, k] · w[j, k] for r < rows, j < out: x [rows, in], w [out, in] (a Linear's
@@ -40,7 +44,7 @@ namespace cpu_decode {
 // from the same instruction sequence for any rows, any tile and any thread split: each element is
 // 16 lane-wise multiply-add chains over k (a GCC vector type, so the accumulators stay in
 // registers: one zmm, or two ymm on AVX2-only CPUs), then one fixed tree over its 16 lanes, then
-// the scalar tail of k. Tiles of up to 4 rows × 4 weight rows share each load of x and of w; the
+// the scalar tail of k. Tiles of 4 rows × 4 weight rows (or 2 × 8) share each load of x and w; the
 // tree reduces 16 accumulators at once (15 vector adds instead of 16 × 15 dependent scalar ones).
 using Lanes = float __attribute__((vector_size(64)));
 using LaneIndex = int32_t __attribute__((vector_size(64)));
@@ -53,7 +57,7 @@ inline Lanes load_lanes(const float* p) {
   return v;
 }
 
-// Pairwise sums of a and b: lane l of the result is a[A[l]] + a[B[l]] style picks over (a, b).
+// Lane l of the result: (a ++ b)[first[l]] + (a ++ b)[second[l]] (indices 16..31 pick from b).
 inline Lanes fold(Lanes a, Lanes b, LaneIndex first, LaneIndex second) {
   return __builtin_shuffle(a, b, first) + __builtin_shuffle(a, b, second);
 }
@@ -160,6 +164,7 @@ inline void linear_rows(const float* x, int64_t rows, int64_t in, const float* w
 }
 
 }  // namespace cpu_decode
+#pragma GCC diagnostic pop
 
 class CpuDecoder {
  public:
