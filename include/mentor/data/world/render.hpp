@@ -323,36 +323,37 @@ inline std::vector<RenderedScene> render_batch(std::span<const Scene> scenes, in
   return out;
 }
 
+namespace detail {
+
+// One subject drawn over `background`, or over black when it is null.
+inline Image render_alone(const Subject& subject, const Background* background, int64_t resolution,
+                          const char* what) {
+  check_resolution(resolution, what);
+  if (background) check_background(*background, what);
+  check_subject(subject, what, 0);
+  const int R = static_cast<int>(resolution);
+  std::vector<float> canvas(static_cast<size_t>(R) * static_cast<size_t>(R) * 3, 0.0f);
+  if (background) fill_background(*background, R, canvas.data());
+  Mask coverage;
+  zeroed_mask(coverage, R);
+  draw(subject, R, canvas.data(), coverage.data.data(), {});
+  Image image;
+  quantise(canvas, R, image);
+  return image;
+}
+
+}  // namespace detail
+
 // One subject alone on `background` (solid_background(c) for a plain one), placed as its record
 // says.
 inline Image render_subject(const Subject& subject, const Background& background,
                             int64_t resolution) {
-  detail::check_resolution(resolution, "world::render_subject");
-  detail::check_background(background, "world::render_subject");
-  detail::check_subject(subject, "world::render_subject", 0);
-  const int R = static_cast<int>(resolution);
-  std::vector<float> canvas(static_cast<size_t>(R) * static_cast<size_t>(R) * 3);
-  detail::fill_background(background, R, canvas.data());
-  Mask coverage;
-  detail::zeroed_mask(coverage, R);
-  detail::draw(subject, R, canvas.data(), coverage.data.data(), {});
-  Image image;
-  detail::quantise(canvas, R, image);
-  return image;
+  return detail::render_alone(subject, &background, resolution, "world::render_subject");
 }
 
 // One subject alone on black (colour x coverage): the segmentation target.
 inline Image render_on_black(const Subject& subject, int64_t resolution) {
-  detail::check_resolution(resolution, "world::render_on_black");
-  detail::check_subject(subject, "world::render_on_black", 0);
-  const int R = static_cast<int>(resolution);
-  std::vector<float> canvas(static_cast<size_t>(R) * static_cast<size_t>(R) * 3, 0.0f);
-  Mask coverage;
-  detail::zeroed_mask(coverage, R);
-  detail::draw(subject, R, canvas.data(), coverage.data.data(), {});
-  Image image;
-  detail::quantise(canvas, R, image);
-  return image;
+  return detail::render_alone(subject, nullptr, resolution, "world::render_on_black");
 }
 
 // A subject's whole coverage [R, R], as if nothing were drawn over it.
