@@ -80,8 +80,8 @@ inline Lanes reduce_elements(Lanes (&v)[kTileElements]) {
   return fold(pairs[0], pairs[1], even, odd);
 }
 
-// One tile: Rows rows of x × Cols weight rows (Rows · Cols <= 16; pointers clamped to the last
-// valid row or column, whose duplicates are computed and not stored). sums[r * Cols + c].
+// One tile: Rows rows of x × Cols weight rows (Rows · Cols <= 16; past the last weight row the
+// caller repeats it, and those duplicates are computed and not stored). sums[r * Cols + c].
 template <int Rows, int Cols>
 inline void linear_tile(const float* const (&xr)[Rows], const float* const (&wr)[Cols], int64_t in,
                         float (&sums)[kTileElements]) {
