@@ -111,10 +111,15 @@ struct Encoding {
 };
 
 // Several prompts: ids and mask [B, max_length], and each prompt's own Encoding.
+// Truncation is upstream's behaviour and loses prompt text or image rows silently there; the
+// counts let a trainer log a warning per batch (TokenizerConfig.truncate = false makes it an
+// error).
 struct BatchEncoding {
   Tensor<int64_t, CPU> ids;
   Tensor<int64_t, CPU> mask;
   std::vector<Encoding> rows;
+  int64_t truncated_prompts = 0;  // rows with ids cut
+  int64_t cut_images = 0;         // image markers whose placeholder run was cut or dropped
 };
 
 // Loads the model once; encode() and decode() are const and keep no state, and copies share the
@@ -236,6 +241,8 @@ class Tokenizer {
     mask.reserve(static_cast<size_t>(batch * length));
     for (const auto& prompt : prompts) {
       out.rows.push_back(encode(prompt));
+      out.truncated_prompts += out.rows.back().truncated > 0;
+      out.cut_images += out.rows.back().image_markers - out.rows.back().images_kept;
       ids.insert(ids.end(), out.rows.back().ids.begin(), out.rows.back().ids.end());
       mask.insert(mask.end(), out.rows.back().mask.begin(), out.rows.back().mask.end());
     }

@@ -9,6 +9,12 @@
 // and the synonyms are chosen from Scene::phrasing, so a scene always has the same caption. No
 // other word of a caption is a word of the vocabularies in attributes.hpp, so a caption can be
 // parsed back (tests/data/test_world_caption.cpp does).
+//
+// A subject shown by a reference image (subject-driven and multi-subject tasks, SynthBench) is
+// named by its size and shape only ("a large star at the top left on a blue background"): its
+// colour and texture must come from the reference, as DreamBench++'s prompts name only the class
+// of their subject ("a dog on the beach"). caption(scene, phrasing, referenced) takes the set of
+// such subjects as a bit mask over scene order.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -83,6 +89,14 @@ inline std::string subject_phrase(const Subject& s, uint32_t variant = 0) {
   return out + " " + std::string(name(s.shape));
 }
 
+// A subject shown by a reference image: "a large star", "a big star" (variant bit 0 picks the
+// size word, as in subject_phrase).
+inline std::string referenced_subject_phrase(const Subject& s, uint32_t variant = 0) {
+  return "a " +
+         std::string(kSizeWords[static_cast<size_t>(s.size)][static_cast<size_t>(variant & 1)]) +
+         " " + std::string(name(s.shape));
+}
+
 // The background as a noun phrase: "a blue background", "a vertical gradient from blue to green"
 // (blue at the top), "a horizontal gradient from blue to green" (blue on the left), "an orange and
 // white striped background", "a blue and white checkered background", "a mottled blue background".
@@ -127,8 +141,11 @@ inline std::string background_predicate(const Background& b) {
 
 // The caption of `scene` with an explicit phrasing (caption(scene) uses scene.phrasing). Template
 // t = phrasing choice 0 of kCaptionTemplates; each subject's phrase variant is choice 1 + i.
-inline std::string caption(const Scene& scene, uint32_t phrasing) {
+// Subject i with bit i of `referenced` set is named by referenced_subject_phrase.
+inline std::string caption(const Scene& scene, uint32_t phrasing, uint32_t referenced = 0) {
   detail::check_caption_scene(scene);
+  MENTOR_CHECK(referenced >> scene.subjects.size() == 0, "world::caption: referenced mask ",
+               referenced, " names a subject past the scene's ", scene.subjects.size());
   const std::string bg = background_phrase(scene.background);
   const std::string predicate = background_predicate(scene.background);
   const size_t n = scene.subjects.size();
@@ -136,8 +153,10 @@ inline std::string caption(const Scene& scene, uint32_t phrasing) {
   std::string subject[kMaxSubjects], place[kMaxSubjects], where[kMaxSubjects];
   for (size_t i = 0; i < n; ++i) {
     const Subject& s = scene.subjects[i];
-    subject[i] = subject_phrase(s, static_cast<uint32_t>(detail::phrasing_choice(
-                                       phrasing, 1 + static_cast<uint32_t>(i), 8)));
+    const auto variant =
+        static_cast<uint32_t>(detail::phrasing_choice(phrasing, 1 + static_cast<uint32_t>(i), 8));
+    subject[i] = (referenced >> i & 1u) != 0 ? referenced_subject_phrase(s, variant)
+                                             : subject_phrase(s, variant);
     place[i] = std::string(name(s.position));
     where[i] = std::string(kPositionPhrases[static_cast<size_t>(s.position)]);
   }

@@ -7,8 +7,12 @@
 //   render.hpp      scene -> RGB image + masks; a subject alone; shape masks; batches
 //   caption.hpp     scene -> caption
 //   sampling.hpp    (seed, split, index) -> scene; the held-out lists
+//   prompts.hpp     MENTOR's prompt templates over captions; a subject's reference picture
+//   tasks.hpp       MENTOR's six training tasks as samples; stage mixes and ablations
 #include "mentor/data/world/attributes.hpp"
 #include "mentor/data/world/caption.hpp"
+#include "mentor/data/world/prompts.hpp"
 #include "mentor/data/world/render.hpp"
 #include "mentor/data/world/sampling.hpp"
 #include "mentor/data/world/shapes.hpp"
+#include "mentor/data/world/tasks.hpp"
