@@ -608,6 +608,9 @@ class TaskStream final : public Dataset<TaskSample> {
 
   int64_t size() const override { return size_; }
   const TaskConfig& config() const { return config_; }
+  uint64_t seed() const { return seed_; }
+  int stage() const { return stage_; }
+  Split split() const { return split_; }
 
   Task task_of(int64_t index) const {
     check_index(index);
