@@ -98,7 +98,8 @@
   PREFIX template Tensor<T, D> square(const Tensor<T, D>&);                                       \
   PREFIX template Tensor<T, D> pow(const Tensor<T, D>&, double);                                  \
   PREFIX template Tensor<T, D> gelu(const Tensor<T, D>&, GeluApprox);                             \
-  PREFIX template Tensor<T, D> quick_gelu(const Tensor<T, D>&);
+  PREFIX template Tensor<T, D> quick_gelu(const Tensor<T, D>&);                                   \
+  PREFIX template Tensor<T, D> leaky_relu(const Tensor<T, D>&, double);
 
 namespace mentor {
 MENTOR_OPS_INSTANCES(extern, float, CPU)

@@ -100,6 +100,24 @@ void register_norms(Registry& r) {
          values("weight", {8}, 0.5, 1.5).perf({256}), values("bias", {8}).perf({256})},
         [](const auto& in) { return group_norm(in[0], 4, in[1], in[2], 1e-6); })
       .golden("group_norm");
+  // Training mode: the batch's statistics (no running statistics to move); eval mode: the
+  // running statistics as constants.
+  r.add("batch_norm",
+        {values("x", {4, 3, 5, 6}).perf({32, 256, 16, 16}),
+         values("weight", {3}, 0.5, 1.5).perf({256}), values("bias", {3}).perf({256})},
+        [](const auto& in) {
+          return batch_norm(in[0], in[1], in[2], absent(in), absent(in), true, 0.1, 1e-5);
+        })
+      .golden("batch_norm_train");
+  r.add("batch_norm.eval",
+        {values("x", {4, 3, 5, 6}).perf({32, 256, 16, 16}),
+         values("weight", {3}, 0.5, 1.5).perf({256}), values("bias", {3}).perf({256}),
+         constant("running_mean", {3}, -0.5, 0.5).perf({256}),
+         constant("running_var", {3}, 0.5, 2).perf({256})},
+        [](const auto& in) {
+          return batch_norm(in[0], in[1], in[2], in[3], in[4], false, 0.1, 1e-5);
+        })
+      .golden("batch_norm_eval");
 }
 
 void register_attention(Registry& r) {

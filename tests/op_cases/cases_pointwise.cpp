@@ -33,6 +33,9 @@ void register_unary(Registry& r) {
   r.add("square", {x(-2, 2)}, [](const auto& in) { return square(in[0]); });
   r.add("pow.2_5", {x(0.5, 2)}, [](const auto& in) { return pow(in[0], 2.5); }).golden("pow_2_5");
   r.add("pow.3", {x(-2, 2)}, [](const auto& in) { return pow(in[0], 3.0); }).golden("pow_3");
+  r.add("leaky_relu", {signed_values("x", kSmall, 0.1, 2).perf(kBig)}, [](const auto& in) {
+     return leaky_relu(in[0], 0.2);
+   }).golden("leaky_relu_0_2");
   r.add("gelu", {x(-3, 3)}, [](const auto& in) { return gelu(in[0]); }).golden("gelu_exact");
   r.add("gelu.tanh", {x(-3, 3)}, [](const auto& in) {
      return gelu(in[0], GeluApprox::Tanh);

@@ -1,6 +1,7 @@
-// rms_norm, layer_norm, group_norm: PyTorch goldens, finite differences (with and without the
-// affine parameters, non-contiguous inputs), float32 and bf16 forward checks (incl. LlamaGen's
-// cast-before-weight rule), error messages.
+// rms_norm, layer_norm, group_norm, batch_norm: PyTorch goldens, finite differences (with and
+// without the affine parameters, non-contiguous inputs), float32 and bf16 forward checks (incl.
+// LlamaGen's cast-before-weight rule), error messages.
+#include "mentor/nn/layers.hpp"
 #include "mentor/ops/norm.hpp"
 
 #include "op_harness.hpp"
@@ -116,6 +117,93 @@ TEST_CASE("norms reject bad shapes, naming the op and the shapes", "[ops][norm][
   REQUIRE_THROWS_WITH(
       group_norm(Tensor<float>::zeros({2, 6, 4}), 3, Tensor<float>::ones({3}), Tensor<float>()),
       Catch::Contains("group_norm") && Catch::Contains("weight") && Catch::Contains("[3]"));
+}
+
+TEST_CASE("batch_norm matches PyTorch in training and eval mode", "[ops][norm]") {
+  check_golden_case("batch_norm_train",
+                    [](const V& x) {
+                      return batch_norm(x[0], x[1], x[2], Tensor<double>(), Tensor<double>(), true,
+                                        0.1, 1e-5);
+                    },
+                    {"x", "weight", "bias"});
+  check_golden_case(
+      "batch_norm_eval",
+      [](const V& x) { return batch_norm(x[0], x[1], x[2], x[3], x[4], false, 0.1, 1e-5); },
+      {"x", "weight", "bias", "running_mean", "running_var"});
+  Generator gen(5);
+  const auto x = Tensor<double>::randn({3, 4, 2, 5}, gen);
+  const auto w = Tensor<double>::rand({4}, gen, 0.5f, 1.5f);
+  const auto b = Tensor<double>::randn({4}, gen);
+  check_gradients(
+      [](const V& v) {
+        return batch_norm(v[0], v[1], v[2], Tensor<double>(), Tensor<double>(), true, 0.1, 1e-5);
+      },
+      {x, w, b});
+  check_gradients(  // rank 2 (BatchNorm1d), no affine parameters
+      [](const V& v) {
+        return batch_norm(v[0], Tensor<double>(), Tensor<double>(), Tensor<double>(),
+                          Tensor<double>(), true, 0.1, 1e-5);
+      },
+      {Tensor<double>::randn({6, 3}, gen)});
+}
+
+TEST_CASE("BatchNorm moves its running statistics as torch and uses them in eval mode",
+          "[ops][norm]") {
+  Generator gen(9);
+  nn::BatchNorm<double> bn(2, 1e-5, 0.3);
+  bn.weight = Tensor<double>::from_vector({1.5, 0.5}, Shape{2}).requires_grad_();
+  bn.bias = Tensor<double>::from_vector({0.25, -1.0}, Shape{2}).requires_grad_();
+  std::vector<double> mean = {0, 0}, var = {1, 1};
+  for (int step = 0; step < 2; ++step) {
+    const auto x = Tensor<double>::randn({3, 2, 2, 4}, gen, 2.0f, 1.5f);
+    bn(x);
+    const std::vector<double> v = x.to_vector();
+    for (int c = 0; c < 2; ++c) {  // the batch's channel c: every (n, h, w)
+      std::vector<double> values;
+      for (int n = 0; n < 3; ++n)
+        for (int k = 0; k < 8; ++k) values.push_back(v[static_cast<size_t>((n * 2 + c) * 8 + k)]);
+      double m = 0, ss = 0;
+      for (double e : values) m += e;
+      m /= double(values.size());
+      for (double e : values) ss += (e - m) * (e - m);
+      mean[static_cast<size_t>(c)] = 0.7 * mean[static_cast<size_t>(c)] + 0.3 * m;
+      var[static_cast<size_t>(c)] =
+          0.7 * var[static_cast<size_t>(c)] + 0.3 * ss / double(values.size() - 1);
+    }
+    const auto rm = bn.running_mean.to_vector(), rv = bn.running_var.to_vector();
+    for (size_t c = 0; c < 2; ++c) {
+      CHECK(rm[c] == Approx(mean[c]).epsilon(1e-12));
+      CHECK(rv[c] == Approx(var[c]).epsilon(1e-12));
+    }
+  }
+  bn.eval();
+  const auto x = Tensor<double>::randn({2, 2, 1, 3}, gen);
+  const auto y = bn(x).to_vector();
+  const auto v = x.to_vector();
+  const double weight[2] = {1.5, 0.5}, bias[2] = {0.25, -1.0};
+  for (size_t i = 0; i < v.size(); ++i) {
+    const size_t c = (i / 3) % 2;
+    CHECK(y[i] ==
+          Approx((v[i] - mean[c]) / std::sqrt(var[c] + 1e-5) * weight[c] + bias[c]).epsilon(1e-12));
+  }
+  // Eval mode leaves the running statistics alone.
+  CHECK(bn.running_mean.to_vector()[0] == Approx(mean[0]).epsilon(1e-12));
+}
+
+TEST_CASE("batch_norm rejects what torch rejects, naming the problem", "[ops][norm][errors]") {
+  const auto ones = Tensor<float>::ones({3});
+  CHECK_THROWS_WITH(
+      batch_norm(Tensor<float>::zeros({1, 3}), ones, ones, Tensor<float>(), Tensor<float>(), true),
+      Catch::Contains("more than one value per channel"));
+  CHECK_THROWS_WITH(
+      batch_norm(Tensor<float>::zeros({4, 3}), ones, ones, ones, Tensor<float>(), true),
+      Catch::Contains("both defined or both undefined"));
+  CHECK_THROWS_WITH(
+      batch_norm(Tensor<float>::zeros({4, 3}), ones, ones, Tensor<float>(), Tensor<float>(), false),
+      Catch::Contains("eval mode needs running_mean"));
+  CHECK_THROWS_WITH(
+      batch_norm(Tensor<float>::zeros({4, 2}), ones, ones, Tensor<float>(), Tensor<float>(), true),
+      Catch::Contains("batch_norm") && Catch::Contains("weight") && Catch::Contains("[3]"));
 }
 
 }  // namespace test_norm

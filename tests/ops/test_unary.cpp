@@ -61,6 +61,8 @@ TEST_CASE("unary ops match PyTorch goldens", "[ops][unary]") {
   check_golden_case("gelu_tanh", [](const V& x) { return gelu(x[0], GeluApprox::Tanh); }, {"x"});
   REQUIRE(param("quick_gelu", "alpha") == 1.702);
   check_golden_case("quick_gelu", [](const V& x) { return quick_gelu(x[0]); }, {"x"});
+  REQUIRE(param("leaky_relu_0_2", "negative_slope") == 0.2);
+  check_golden_case("leaky_relu_0_2", [](const V& x) { return leaky_relu(x[0], 0.2); }, {"x"});
   for (std::string name : {"pow_2_5", "pow_3"}) {
     double p = param(name, "exponent");
     check_golden_case(name, [p](const V& x) { return pow(x[0], p); }, {"x"});
@@ -121,6 +123,9 @@ TEST_CASE("unary ops: gradients by finite differences, float and bf16 forward",
   }
   SECTION("quick_gelu") {
     check_op([](const auto& x) { return quick_gelu(x); }, normal(2.f));
+  }
+  SECTION("leaky_relu") {
+    check_op([](const auto& x) { return leaky_relu(x, 0.2); }, away_from_zero(shape, gen, 1, 0.05));
   }
 }
 

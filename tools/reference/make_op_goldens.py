@@ -168,6 +168,9 @@ unary_case(
 )
 unary_case("pow_2_5", lambda x: torch.pow(x, 2.5), ("uniform", 0.2, 2.0), {"exponent": 2.5})
 unary_case("pow_3", lambda x: torch.pow(x, 3.0), ("randn", 0, 1.0), {"exponent": 3.0})
+unary_case(
+    "leaky_relu_0_2", lambda x: F.leaky_relu(x, 0.2), ("away", 0.05, 2.0), {"negative_slope": 0.2}
+)
 
 
 # =============================================================================================
@@ -305,6 +308,30 @@ def group_norm():
     c.uniform("weight", 0.5, 1.5, 8)
     c.randn("bias", 8, scale=0.5)
     return c, lambda x, weight, bias: F.group_norm(x, 4, weight, bias, eps)
+
+
+@case
+def batch_norm_train():
+    eps = 1e-5
+    c = Case("batch_norm_train", {"eps": eps, "training": True})
+    c.randn("x", 4, 3, 5, 6, scale=1.5)
+    c.uniform("weight", 0.5, 1.5, 3)
+    c.randn("bias", 3, scale=0.5)
+    return c, lambda x, weight, bias: F.batch_norm(x, None, None, weight, bias, True, 0.1, eps)
+
+
+@case
+def batch_norm_eval():
+    eps = 1e-5
+    c = Case("batch_norm_eval", {"eps": eps, "training": False})
+    c.randn("x", 4, 3, 5, 6, scale=1.5)
+    c.uniform("weight", 0.5, 1.5, 3)
+    c.randn("bias", 3, scale=0.5)
+    c.tensor("running_mean", torch.randn(3, generator=c.gen, dtype=DOUBLE) * 0.5)
+    c.tensor("running_var", 0.5 + 1.5 * torch.rand(3, generator=c.gen, dtype=DOUBLE))
+    return c, lambda x, weight, bias, running_mean, running_var: F.batch_norm(
+        x, running_mean, running_var, weight, bias, False, 0.1, eps
+    )
 
 
 @case

@@ -61,9 +61,11 @@ MENTOR_HD MENTOR_INLINE A unary_value(A x, A p) {
   else if constexpr (Op == UnaryOp::GeluTanh) {
     constexpr A kAlpha = A(0.7978845608028654);  // sqrt(2 / pi)
     return A(0.5) * x * (A(1) + M::tanh(kAlpha * (x + A(0.044715) * x * x * x)));
-  } else {
-    static_assert(Op == UnaryOp::QuickGelu);
+  } else if constexpr (Op == UnaryOp::QuickGelu) {
     return x * sigmoid<M>(A(1.702) * x);
+  } else {
+    static_assert(Op == UnaryOp::LeakyRelu);
+    return x > A(0) ? x : p * x;
   }
 }
 
@@ -103,11 +105,13 @@ MENTOR_HD MENTOR_INLINE A unary_derivative(A x, A p) {
     constexpr A kAlpha = A(0.7978845608028654), kC = A(0.044715);
     A t = M::tanh(kAlpha * (x + kC * x * x * x));
     return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * kAlpha * (A(1) + A(3) * kC * x * x);
-  } else {
-    static_assert(Op == UnaryOp::QuickGelu);
+  } else if constexpr (Op == UnaryOp::QuickGelu) {
     constexpr A kA = A(1.702);
     A s = sigmoid<M>(kA * x);
     return s + kA * x * s * (A(1) - s);
+  } else {
+    static_assert(Op == UnaryOp::LeakyRelu);
+    return x > A(0) ? A(1) : p;  // torch: the slope at 0
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Normalisation layers: rms_norm (LlamaGen RMSNorm), layer_norm (nn.LayerNorm over the last
-// dimension) and group_norm (nn.GroupNorm). Each is one fused kernel per row (or group) forward and
+// dimension), group_norm (nn.GroupNorm) and batch_norm (nn.BatchNorm, made of group_norm on the
+// channel-major copy of the batch). Each is one fused kernel per row (or group) forward and
 // one backward, computing statistics in acc_t<T> (float for bf16). Means and variances are taken in
 // two passes over the row (mean first), which keeps double results at rounding level.
 //
@@ -19,11 +20,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "mentor/autograd/node.hpp"
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/backend/cpu/rows.hpp"
 #include "mentor/backend/launch/norm.hpp"
 #include "mentor/core/tensor.hpp"
 #include "mentor/ops/apply.hpp"
+#include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/reduce.hpp"
+#include "mentor/ops/unary.hpp"
 
 namespace mentor {
 
@@ -443,6 +448,65 @@ template <FloatingElement T, class D>
 Tensor<T, D> group_norm(const Tensor<T, D>& x, int64_t groups, const Tensor<T, D>& weight,
                         const Tensor<T, D>& bias, double eps = 1e-5) {
   return apply(GroupNorm{groups, eps}, x, weight, bias);
+}
+
+// torch.nn.functional.batch_norm: x [N, C, *] normalised per channel over the batch and every
+// spatial position, then weight [C] and bias [C] (either may be undefined = none).
+//   training: the batch's own statistics (biased variance). running_mean and running_var ([C],
+//     both or neither defined) move in place, without gradient, towards the batch mean and the
+//     unbiased batch variance: running = (1 - momentum) running + momentum batch, as torch.
+//   eval: the running statistics: y = (x - running_mean) / sqrt(running_var + eps) w + b.
+// Training mode is group_norm with one group per channel over the channel-major copy
+// [1, C, N * spatial], so that op's fused kernels and backward serve on every device; eval mode is
+// an affine map made of broadcast ops.
+template <FloatingElement T, class D>
+Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
+                        Tensor<T, D> running_mean, Tensor<T, D> running_var, bool training,
+                        double momentum = 0.1, double eps = 1e-5) {
+  MENTOR_CHECK_SHAPE(x.dim() >= 2, "batch_norm: input must be [N, C, *], got ", x.shape().str());
+  const int64_t C = x.size(1), count = x.numel() / std::max<int64_t>(C, 1);
+  detail::check_affine(weight, C, "batch_norm", "weight", x.shape());
+  detail::check_affine(bias, C, "batch_norm", "bias", x.shape());
+  detail::check_affine(running_mean, C, "batch_norm", "running_mean", x.shape());
+  detail::check_affine(running_var, C, "batch_norm", "running_var", x.shape());
+  MENTOR_CHECK(running_mean.defined() == running_var.defined(),
+               "batch_norm: running_mean and running_var must be both defined or both undefined");
+  MENTOR_CHECK(momentum >= 0 && momentum <= 1, "batch_norm: momentum ", momentum,
+               " is outside [0, 1]");
+  MENTOR_CHECK(eps > 0, "batch_norm: eps ", eps, " must be positive");
+  std::vector<int64_t> channel_first(static_cast<size_t>(x.dim()));
+  for (int64_t d = 0; d < x.dim(); ++d) channel_first[static_cast<size_t>(d)] = d;
+  std::swap(channel_first[0], channel_first[1]);  // its own inverse
+  if (!training) {
+    MENTOR_CHECK(running_mean.defined(),
+                 "batch_norm: eval mode needs running_mean and running_var");
+    std::vector<int64_t> per_channel(static_cast<size_t>(x.dim()), 1);
+    per_channel[1] = C;
+    const Tensor<T, D> inv = rsqrt(add_scalar(running_var.detach(), eps));
+    Tensor<T, D> scale = weight.defined() ? inv * weight : inv;
+    Tensor<T, D> shift = neg(running_mean.detach() * scale);
+    if (bias.defined()) shift = shift + bias;
+    return x * scale.reshape(Shape(per_channel)) + shift.reshape(Shape(per_channel));
+  }
+  MENTOR_CHECK_SHAPE(count > 1, "batch_norm: training needs more than one value per channel, got ",
+                     x.shape().str());
+  const Tensor<T, D> by_channel = x.permute(channel_first).reshape(Shape{1, C, count});
+  if (running_mean.defined()) {
+    NoGradGuard no_grad;
+    const Tensor<T, D> rows = by_channel.detach().reshape(Shape{C, count});
+    const Tensor<T, D> batch_mean = mean(rows, 1, true);
+    const Tensor<T, D> batch_var =
+        mul_scalar(mean(square(rows - batch_mean), 1), double(count) / double(count - 1));
+    running_mean.copy_(add(mul_scalar(running_mean, 1 - momentum),
+                           mul_scalar(batch_mean.reshape(Shape{C}), momentum)));
+    running_var.copy_(add(mul_scalar(running_var, 1 - momentum), mul_scalar(batch_var, momentum)));
+  }
+  std::vector<int64_t> channel_major = x.shape().vec();
+  std::swap(channel_major[0], channel_major[1]);
+  return group_norm(by_channel, C, weight, bias, eps)
+      .reshape(Shape(channel_major))
+      .permute(channel_first)
+      .contiguous();
 }
 
 }  // namespace mentor

@@ -1,6 +1,7 @@
 #pragma once
 // Element-wise unary functions: exp, log, sqrt, rsqrt, tanh, sigmoid, silu, relu, abs, square,
-// pow(x, p), gelu (exact or tanh approximation) and quick_gelu (CLIP's x·sigmoid(1.702x)).
+// pow(x, p), gelu (exact or tanh approximation), quick_gelu (CLIP's x·sigmoid(1.702x)) and
+// leaky_relu(x, slope) (LlamaGen's PatchGAN discriminator).
 //
 // One kernel shape serves them all: out[i] = f(x[i]) over the contiguous input, computed in
 // acc_t<T>; the backward computes grad_x[i] = grad_out[i] · f'(x[i]) from the saved input alone
@@ -87,7 +88,7 @@ template <UnaryOp Op>
 struct Unary {
   static constexpr OpSaves saves = OpSaves::Inputs;
   const char* op_name;  // a string literal
-  double param = 0.0;   // pow's exponent
+  double param = 0.0;   // pow's exponent, leaky_relu's negative slope
 
   const char* name() const { return op_name; }
   template <class T, class D>
@@ -174,6 +175,14 @@ Tensor<T, D> gelu(const Tensor<T, D>& x, GeluApprox approx = GeluApprox::None) {
 template <FloatingElement T, class D>
 Tensor<T, D> quick_gelu(const Tensor<T, D>& x) {
   return unary_op<UnaryOp::QuickGelu>(x, "quick_gelu");
+}
+// x for x > 0, negative_slope * x otherwise (torch.nn.functional.leaky_relu; its gradient at 0 is
+// the slope, as torch's).
+template <FloatingElement T, class D>
+Tensor<T, D> leaky_relu(const Tensor<T, D>& x, double negative_slope = 0.01) {
+  MENTOR_CHECK(std::isfinite(negative_slope), "leaky_relu: negative_slope ", negative_slope,
+               " is not finite");
+  return unary_op<UnaryOp::LeakyRelu>(x, "leaky_relu", negative_slope);
 }
 
 }  // namespace mentor

@@ -21,13 +21,14 @@ enum class UnaryOp {
   Gelu,       // 0.5 x (1 + erf(x / sqrt 2))
   GeluTanh,   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
   QuickGelu,  // x sigmoid(1.702 x)
+  LeakyRelu,  // x > 0 ? x : p x (p: the negative slope; LlamaGen's PatchGAN uses 0.2)
 };
 
 enum class GeluApprox { None, Tanh };
 
 namespace cuda {
 // out[i] = f_Op(x[i]) for i in [0, n), contiguous, computed in float (see UnaryOp for the
-// functions; `param` is pow's exponent and is ignored by the others).
+// functions; `param` is pow's exponent and leaky_relu's slope, ignored by the others).
 template <UnaryOp Op, class T>
 void unary(const T* x, T* out, int64_t n, float param);
 // grad_x[i] = grad_out[i] · f_Op'(x[i]), contiguous, in float (backend/pointwise_math.hpp has the
