@@ -14,6 +14,8 @@ packages=(
   libsentencepiece-dev sentencepiece     # T5's tokenizer family
   gnuplot-nox                            # loss curves to PNG
   dataset-fashion-mnist                  # real images for the examples and the tokenizer
+  fonts-noto-color-emoji unicode-data    # real emoji pictures (CBDT font) and their CLDR names
+  python3-skimage                        # scikit-image's photographs: crops for reconstruction
 )
 
 missing=()
