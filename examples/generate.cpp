@@ -40,6 +40,9 @@
 #include "mentor/data/image.hpp"
 #include "mentor/data/png_text.hpp"
 #include "mentor/generate/generate.hpp"
+#if defined(MENTOR_WITH_CUDA)
+#include "mentor/generate/cuda_decoder.hpp"
+#endif
 #include "mentor/io/atomic_file.hpp"
 #include "mentor/io/safetensors.hpp"
 #include "mentor/models/gpt.hpp"
@@ -1104,6 +1107,7 @@ template <class T, class D>
 int execute(const Plan& plan, const std::vector<Prepared>& prepared,
             std::vector<std::string>& notes) {
   constexpr bool kCpuDecoder = std::is_same_v<T, float> && std::is_same_v<D, CPU>;
+  constexpr bool kCudaDecoder = std::is_same_v<D, CUDA>;
   const ModelFiles& m = plan.model;
   std::cerr << "generate: loading the " << arch_name(m.arch) << " model from " << m.weights.string()
             << " (" << plan.dtype << ", " << plan.device << ")\n";
@@ -1170,6 +1174,15 @@ int execute(const Plan& plan, const std::vector<Prepared>& prepared,
       std::unique_ptr<generate::CpuGeneration> decoder;
       if constexpr (kCpuDecoder)
         decoder = std::make_unique<generate::CpuGeneration>(gpt, width, num_tokens, interval);
+#if defined(MENTOR_WITH_CUDA)
+      // CUDA: the decode step captured in a graph, sampling on the device; the host reads the
+      // tokens once per batch (so the bar moves per batch). Compiled only where the CUDA backend
+      // is linked (the decoder's stream and graph live in mentor_cuda).
+      std::unique_ptr<generate::CudaDecoder<T>> gpu_decoder;
+      if constexpr (kCudaDecoder)
+        gpu_decoder =
+            std::make_unique<generate::CudaDecoder<T>>(gpt, width, num_tokens, true, interval);
+#endif
       for (size_t start = 0; start < members.size(); start += static_cast<size_t>(width)) {
         const size_t end = std::min(members.size(), start + static_cast<size_t>(width));
         std::vector<generate::GenerationRequest> batch;
@@ -1179,7 +1192,11 @@ int execute(const Plan& plan, const std::vector<Prepared>& prepared,
         if constexpr (kCpuDecoder) {
           tokens = decoder->run(
               batch, [&](int64_t produced, int64_t) { bar.update(done + produced * rows); });
-        } else {
+        } else if constexpr (kCudaDecoder) {
+#if defined(MENTOR_WITH_CUDA)
+          tokens = gpu_decoder->run(batch);
+#endif
+        } else {  // bf16 on the CPU
           tokens = generate::generate_op_path(gpt, batch, num_tokens, interval);
         }
         done += rows * num_tokens;
@@ -1194,7 +1211,8 @@ int execute(const Plan& plan, const std::vector<Prepared>& prepared,
     bar.finish();
   }
 
-  // The op path's tokens may depend on the batch (its GEMMs block by batch size): recorded.
+  // The op path's and the CUDA decoder's tokens may depend on the batch (their GEMMs block by
+  // batch size): recorded.
   const auto batch_recorded = [&](const Sample& s) { return kCpuDecoder ? 0 : s.batch_rows; };
   if (!m.vq) {
     for (const Sample& s : samples) {

@@ -4,7 +4,9 @@
 #     mentor-verify), run the CUDA tests, `mentor-verify --device cuda` on the carried fixtures,
 #     and a short compute-sanitizer memcheck of the runtime test;
 #   stage 2 (<= 6 min, same warm machine, reuses stage 1's build folder): build and run the CUDA
-#     microbenchmarks of the table and PyTorch's torch_ref.py beside them, then print the table.
+#     microbenchmarks of the table, the guided-generation benchmark (bench_generate_cuda: GPT-B and
+#     GPT-XL, batch 1 and 16) and PyTorch's torch_ref.py beside them (--quick gemm,attn,norm; then
+#     gengraph for GPT-B and GPT-XL), then print the table.
 # Always built on the device (its cuDNN and g++ differ from the CPU machine's).
 #
 #   tools/device-check.sh --prepare       on the CPU machine: fills the git-ignored device-carry/
@@ -105,7 +107,8 @@ step() {
   return $rc
 }
 
-CUDA_TESTS=(test_cuda_runtime test_cuda_ops test_cuda_nn test_cuda_fused test_cuda_models)
+CUDA_TESTS=(test_cuda_runtime test_cuda_ops test_cuda_nn test_cuda_fused test_cuda_models
+  test_cuda_decoder)
 BENCHES=(bench_cuda_gemm bench_cuda_attention bench_cuda_norm)
 CONFIGURE=(cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
   -DCMAKE_CUDA_COMPILER="$CUDA_COMPILER" -DCMAKE_CUDA_ARCHITECTURES=90 -DMENTOR_CUDA=ON
@@ -118,8 +121,8 @@ stage1() {
     mentor-verify || return
   # Budgets sum to the stage's 480 s. --warn NoAssertions: a test that was skipped (no device)
   # has no assertion and fails here.
-  local -A budget=([test_cuda_runtime]=30 [test_cuda_ops]=40 [test_cuda_nn]=30 [test_cuda_fused]=30
-    [test_cuda_models]=40)
+  local -A budget=([test_cuda_runtime]=30 [test_cuda_ops]=35 [test_cuda_nn]=30 [test_cuda_fused]=30
+    [test_cuda_models]=35 [test_cuda_decoder]=20)
   for t in "${CUDA_TESTS[@]}"; do
     step "$t" "${budget[$t]}" "$BUILD_DIR/tests/$t" --warn NoAssertions
   done
@@ -128,21 +131,31 @@ stage1() {
   # Short: the runtime test's allocator, graph, embedding-capture and reduction cases,
   # synchronised after every launch so a fault names its kernel. Its out-of-memory case asks the
   # driver for 4 TiB on purpose (an API error): not selected, and API errors are not reported.
-  step memcheck_runtime 50 env MENTOR_CUDA_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck \
+  step memcheck_runtime 40 env MENTOR_CUDA_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck \
     --error-exitcode 99 --leak-check no --report-api-errors no \
     "$BUILD_DIR/tests/test_cuda_runtime" \
     "cuda: the caching allocator*,cuda: a captured graph*,cuda: empty_cache*,cuda: an embedding*,cuda: broadcast reductions*"
 }
 
 stage2() {
-  echo "stage 2 (budget 360 s): the CUDA microbenchmarks and torch_ref.py in the same run"
-  step build_bench 80 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
+  echo "stage 2 (budget 360 s): the CUDA microbenchmarks, generation and torch_ref.py in the same run"
+  # bench_generate_cuda reuses stage 1's compiled op instances (mentor-verify built them).
+  step build_bench 80 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}" \
+    bench_generate_cuda
+  # The microbenchmarks run fixed iteration counts (seconds each, most of it CUDA start-up).
   local filter="--benchmark_filter=^(gemm|copy|attn_fwd|attn_fwd_bwd|rmsnorm|xent)/"
   for b in "${BENCHES[@]}"; do
-    step "$b" 50 "$BUILD_DIR/bench/$b" "$filter" --benchmark_out="$LOG_DIR/$b.json" \
+    step "$b" 25 "$BUILD_DIR/bench/$b" "$filter" --benchmark_out="$LOG_DIR/$b.json" \
       --benchmark_out_format=json
   done
-  step torch_ref 120 env OUT="$LOG_DIR" python3 "$CARRY/torch_ref.py" --quick --sections gemm,attn,norm
+  # Guided generation, 256 tokens, cfg 4, top-k 1000, bf16: mentor's graph-captured decoder, then
+  # PyTorch's CUDA-graph decode (torch_ref.py gengraph: GPT-B and GPT-XL without --quick). The
+  # eager `gen` section is left out: its GPT-L and GPT-XL runs alone would take the stage's time.
+  step bench_generate_cuda 45 "$BUILD_DIR/bench/bench_generate_cuda" \
+    --json "$LOG_DIR/bench_generate_cuda.json" --models GPT-B,GPT-XL --batches 1,16 --iters 3
+  step torch_ref 100 env OUT="$LOG_DIR" python3 "$CARRY/torch_ref.py" --quick --sections gemm,attn,norm
+  step torch_ref_gen 60 python3 "$CARRY/torch_ref.py" --sections gengraph \
+    --json "$LOG_DIR/torch_ref_gen.json"
   [[ $DRY_RUN -eq 1 ]] || table
 }
 
@@ -170,10 +183,18 @@ for n in ("bench_cuda_gemm", "bench_cuda_attention", "bench_cuda_norm"):
     ours.update(load_bench(n))
 
 torch = []
-tpath = os.path.join(log, "torch_ref.json")
-if os.path.exists(tpath):
-    with open(tpath) as f:
-        torch = json.load(f)
+for tname in ("torch_ref.json", "torch_ref_gen.json"):
+    tpath = os.path.join(log, tname)
+    if os.path.exists(tpath):
+        with open(tpath) as f:
+            torch += json.load(f)
+
+# bench_generate_cuda.json: generation rows, keyed like the Google Benchmark names.
+gpath = os.path.join(log, "bench_generate_cuda.json")
+if os.path.exists(gpath):
+    with open(gpath) as f:
+        for r in json.load(f):
+            ours["generate/%s/%d" % (r["model"], r["images"])] = r
 
 def torch_value(sec, key, **match):
     for r in torch:
@@ -197,6 +218,12 @@ rows = [
     ("attn fwd+bwd S=1144", ("attn_fwd_bwd/S:1144/D:64", "TFLOPS"), ("attn_fwd_bwd", "tflops", {"S": 1144}), "TFLOP/s", ("ratio", 0.70)),
     ("RMSNorm 12032×1280 bf16", ("rmsnorm/12032x1280", "GBps"), ("rmsnorm_eager", "gbps", {}), "GB/s", ("absolute", 2000.0)),
     ("cross-entropy 8192×16384 bf16", ("xent/8192x16384", "GBps"), ("xent_eager", "gbps", {}), "GB/s", ("absolute", 1500.0)),
+    # Guided generation of 256 tokens (cfg 4, top-k 1000, bf16) against PyTorch's CUDA-graph
+    # decode: at most half its time for GPT-B, 60% for GPT-XL, i.e. ≥ 2× / ≥ 1/0.6 its images/s.
+    ("generate GPT-B, 1 image", ("generate/GPT-B/1", "images_per_s"), ("generate_cfg", "images_per_s", {"model": "GPT-B", "variant": "cudagraph", "images": 1}), "images/s", ("ratio", 2.0)),
+    ("generate GPT-B, 16 images", ("generate/GPT-B/16", "images_per_s"), ("generate_cfg", "images_per_s", {"model": "GPT-B", "variant": "cudagraph", "images": 16}), "images/s", ("ratio", 2.0)),
+    ("generate GPT-XL, 1 image", ("generate/GPT-XL/1", "images_per_s"), ("generate_cfg", "images_per_s", {"model": "GPT-XL", "variant": "cudagraph", "images": 1}), "images/s", ("ratio", 1 / 0.6)),
+    ("generate GPT-XL, 16 images", ("generate/GPT-XL/16", "images_per_s"), ("generate_cfg", "images_per_s", {"model": "GPT-XL", "variant": "cudagraph", "images": 16}), "images/s", ("ratio", 1 / 0.6)),
 ]
 
 def fmt(v):
