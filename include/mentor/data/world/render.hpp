@@ -8,6 +8,7 @@
 //   render_subject(subject, bg, res)   one subject alone on a background (e.g. a plain one)
 //   render_on_black(subject, res)      one subject alone on black: the segmentation target
 //   shape_mask(subject, res)           a subject's whole coverage, unoccluded (for IoU)
+//   render_background(bg, res)         the background alone, as a scene without subjects shows it
 //
 // How a pixel is made: pixel (x, y) is the point (x + 0.5, y + 0.5) in pixels. A subject's shape
 // is its signed distance (shapes.hpp) scaled to pixels; its coverage of a pixel is
@@ -354,6 +355,19 @@ inline Image render_subject(const Subject& subject, const Background& background
 // One subject alone on black (colour x coverage): the segmentation target.
 inline Image render_on_black(const Subject& subject, int64_t resolution) {
   return detail::render_alone(subject, nullptr, resolution, "world::render_on_black");
+}
+
+// The background alone, as a scene with no subject renders it (SynthBench's foreground is what
+// differs from it).
+inline Image render_background(const Background& background, int64_t resolution) {
+  detail::check_resolution(resolution, "world::render_background");
+  detail::check_background(background, "world::render_background");
+  const int R = static_cast<int>(resolution);
+  std::vector<float> canvas(static_cast<size_t>(R) * static_cast<size_t>(R) * 3);
+  detail::fill_background(background, R, canvas.data());
+  Image image;
+  detail::quantise(canvas, R, image);
+  return image;
 }
 
 // A subject's whole coverage [R, R], as if nothing were drawn over it.

@@ -9,10 +9,12 @@
 //   sampling.hpp    (seed, split, index) -> scene; the held-out lists
 //   prompts.hpp     MENTOR's prompt templates over captions; a subject's reference picture
 //   tasks.hpp       MENTOR's six training tasks as samples; stage mixes and ablations
+//   synthbench.hpp  the benchmark of held-out subjects and its deterministic CP / PF scorer
 #include "mentor/data/world/attributes.hpp"
 #include "mentor/data/world/caption.hpp"
 #include "mentor/data/world/prompts.hpp"
 #include "mentor/data/world/render.hpp"
 #include "mentor/data/world/sampling.hpp"
 #include "mentor/data/world/shapes.hpp"
+#include "mentor/data/world/synthbench.hpp"
 #include "mentor/data/world/tasks.hpp"
