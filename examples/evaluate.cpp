@@ -7,15 +7,24 @@
 //   evaluate --truth                               the rendered truths themselves (a sanity run)
 //
 // --write-benchmark DIR writes DIR/prompts.jsonl (one line per item: id, category, prompt, the
-// reference file names and the truth's, relative to DIR), DIR/references/<id>_<k>.png and
-// DIR/truth/<id>.png. --images DIR scores DIR/<id>.png for every item (RGB or grey, as the
-// PNG reader converts it; the benchmark's resolution). The same --seed, --resolution and
+// reference file names and the truth's, relative to DIR), DIR/references/<id>_<k>.png,
+// DIR/truth/<id>.png, and DIR/requests.jsonl: the items as examples/generate's --requests (line i:
+// item i's prompt and references, seed 0), so that a checkpoint is scored with
+//   evaluate --write-benchmark bench/
+//   generate --checkpoint CKPT --requests bench/requests.jsonl --out generated/
+//   evaluate --images generated/
+// --images DIR scores, for item i, DIR/<id>.png, or else generate's name for request i
+// (DIR/<iiii>-seed0.png); RGB or grey, as the PNG reader converts it, at the benchmark's
+// resolution. The same --seed, --resolution and
 // --per-category give the same benchmark, and the same images the same scores, byte for byte.
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,7 +66,7 @@ std::string reference_name(const world::SynthBenchItem& item, size_t k) {
 void write_benchmark(const std::vector<world::SynthBenchItem>& items, const fs::path& dir) {
   fs::create_directories(dir / "references");
   fs::create_directories(dir / "truth");
-  std::string lines;
+  std::string lines, requests;
   for (const world::SynthBenchItem& item : items) {
     nlohmann::json references = nlohmann::json::array();
     for (size_t k = 0; k < item.references.size(); ++k) {
@@ -72,22 +81,32 @@ void write_benchmark(const std::vector<world::SynthBenchItem>& items, const fs::
                                  {"references", references},
                                  {"truth", truth}};
     lines += line.dump() + "\n";
+    requests +=
+        nlohmann::json{{"prompt", item.prompt}, {"images", references}, {"seed", 0}}.dump() + "\n";
   }
   write_text(dir / "prompts.jsonl", lines);
+  write_text(dir / "requests.jsonl", requests);
 }
 
 // Where the images come from. A checkpoint-driven mode (generate, then score) is one more
 // callback here: the model's generation of item.prompt with item.references, at item.resolution.
-world::SynthBenchGenerate image_source(const Options& o) {
+world::SynthBenchGenerate image_source(const Options& o,
+                                       const std::vector<world::SynthBenchItem>& items) {
   if (o.truth)
     return [](const world::SynthBenchItem& item) {
       return world::render(item.truth, item.resolution).image;
     };
   const fs::path dir = o.images;
-  return [dir](const world::SynthBenchItem& item) {
-    const fs::path path = dir / (item.id + ".png");
-    MENTOR_CHECK(fs::exists(path), "no image for item ", item.id, ": ", path.string(),
-                 " is missing (every item needs <id>.png; --write-benchmark lists them)");
+  auto index = std::make_shared<std::map<std::string, size_t>>();
+  for (const world::SynthBenchItem& item : items) index->emplace(item.id, index->size());
+  return [dir, index](const world::SynthBenchItem& item) {
+    fs::path path = dir / (item.id + ".png");
+    char generated[64];  // examples/generate's file name for request i, seed 0
+    std::snprintf(generated, sizeof generated, "%04zu-seed0.png", index->at(item.id));
+    if (!fs::exists(path)) path = dir / generated;
+    MENTOR_CHECK(fs::exists(path), "no image for item ", item.id, ": neither ",
+                 (dir / (item.id + ".png")).string(), " nor ", path.string(),
+                 " exists (--write-benchmark lists the items)");
     Image image = mentor::data::load_image(path, 3);
     MENTOR_CHECK(image.width == item.resolution && image.height == item.resolution, path.string(),
                  " is ", image.width, "x", image.height, ", the benchmark is ", item.resolution,
@@ -108,7 +127,7 @@ int run(const Options& o) {
               << o.seed << ") -> " << o.write_benchmark << "/prompts.jsonl\n";
   }
   if (!o.truth && o.images.empty()) return 0;
-  const world::SynthBenchReport report = world::evaluate_synthbench(items, image_source(o));
+  const world::SynthBenchReport report = world::evaluate_synthbench(items, image_source(o, items));
   nlohmann::json j = world::to_json(report);
   j["benchmark"] = {{"seed", o.seed},
                     {"resolution", o.resolution},

@@ -233,11 +233,6 @@ Colour draw_colour(Draws& draws, Ok ok, const char* what) {
   return candidates[static_cast<size_t>(draws.below(count))];
 }
 
-inline bool two_colour_kind(BackgroundKind k) {
-  return k == BackgroundKind::vertical_gradient || k == BackgroundKind::horizontal_gradient ||
-         k == BackgroundKind::stripes || k == BackgroundKind::checks;
-}
-
 // A background of any kind whose colours keep kToneSeparation from the subject's tones and from
 // the reference's background colour (drawn again until they do).
 inline Background draw_new_background(Draws& draws, Colour subject, Colour reference) {
@@ -246,7 +241,7 @@ inline Background draw_new_background(Draws& draws, Colour subject, Colour refer
     Background b;
     b.kind = BackgroundKind(draws.below(kBackgroundKindCount));
     b.colour = Colour(draws.below(kColourCount));
-    b.second = two_colour_kind(b.kind)
+    b.second = two_colour(b.kind)  // sampling.hpp
                    ? Colour((static_cast<int>(b.colour) + 1 + draws.below(kColourCount - 1)) %
                             kColourCount)
                    : b.colour;
@@ -256,14 +251,6 @@ inline Background draw_new_background(Draws& draws, Colour subject, Colour refer
   }
   MENTOR_CHECK(false, "synthbench: no new background fits the ", name(subject), " subject");
   return {};
-}
-
-inline float grid_centre_distance(Position a, Position b) {
-  const float dx = kGridCentre[static_cast<size_t>(column_of(a))] -
-                   kGridCentre[static_cast<size_t>(column_of(b))];
-  const float dy =
-      kGridCentre[static_cast<size_t>(row_of(a))] - kGridCentre[static_cast<size_t>(row_of(b))];
-  return std::sqrt(dx * dx + dy * dy);
 }
 
 inline std::string item_id(SynthCategory category, int index) {
@@ -347,7 +334,7 @@ inline SynthBenchItem synthbench_item(uint64_t seed, SynthCategory category, int
       std::vector<std::pair<Position, Position>> places;
       for (int p = 0; p < kPositionCount; ++p)
         for (int q = 0; q < kPositionCount; ++q)
-          if (p != q && detail::grid_centre_distance(Position(p), Position(q)) >=
+          if (p != q && detail::grid_distance(Position(p), Position(q)) >=
                             first.radius() + second.radius() + kPairMargin)
             places.emplace_back(Position(p), Position(q));
       const auto& chosen = places[static_cast<size_t>(draws.below(int(places.size())))];
