@@ -84,7 +84,7 @@ bool clear_of_others(const Scene& scene, size_t k, Position p) {
   Subject moved = scene.subjects[k];
   moved.position = p;
   for (size_t j = 0; j < scene.subjects.size(); ++j)
-    if (j != k && world::detail::grid_centre_distance(p, scene.subjects[j].position) <
+    if (j != k && world::detail::grid_distance(p, scene.subjects[j].position) <
                       moved.radius() + scene.subjects[j].radius() + world::kPairMargin)
       return false;
   return true;
@@ -95,7 +95,7 @@ Position far_place(const Scene& scene, size_t k) {
   Position best = scene.subjects[k].position;
   float farthest = 0.0f;
   for (int p = 0; p < world::kPositionCount; ++p) {
-    const float d = world::detail::grid_centre_distance(Position(p), scene.subjects[k].position);
+    const float d = world::detail::grid_distance(Position(p), scene.subjects[k].position);
     if (clear_of_others(scene, k, Position(p)) && d > farthest + 1e-6f)
       farthest = d, best = Position(p);
   }
@@ -204,7 +204,7 @@ TEST_CASE("synthbench: items are held out, deterministic and what their category
         CHECK(item.reference_backgrounds[1] == item.reference_backgrounds[0]);
         CHECK(truth.background == reference_bg);
         for (const Subject& s : truth.subjects) CHECK(s.size != Size::large);
-        CHECK(world::detail::grid_centre_distance(first.position, second.position) >=
+        CHECK(world::detail::grid_distance(first.position, second.position) >=
               first.radius() + second.radius() + world::kPairMargin);
         break;
       }
