@@ -34,6 +34,8 @@
 #include "mentor/data/image.hpp"
 #include "mentor/data/world/synthbench.hpp"
 
+#include "cli.hpp"
+
 namespace fs = std::filesystem;
 namespace world = mentor::data::world;
 using mentor::data::Image;
@@ -159,15 +161,5 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "the benchmark's seed");
   app.add_option("--resolution", o.resolution, "the images' side in pixels (32..256)");
   app.add_option("--per-category", o.per_category, "items in each of the four categories");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "evaluate: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mentor::examples::parse_and_run(app, argc, argv, "evaluate", [&] { return run(o); });
 }

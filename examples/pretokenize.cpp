@@ -27,6 +27,8 @@
 #include "mentor/train/checkpoint.hpp"
 #include "mentor/train/progress.hpp"
 
+#include "cli.hpp"
+
 namespace world = mentor::data::world;
 using namespace mentor;
 
@@ -88,15 +90,5 @@ int main(int argc, char** argv) {
   app.add_option("--count", o.count, "samples to encode (the stream's size)");
   app.add_option("--batch", o.batch, "images per encoder call");
   app.add_option("--out", o.out, "the codes file to write")->required();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "pretokenize: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mentor::examples::parse_and_run(app, argc, argv, "pretokenize", [&] { return run(o); });
 }

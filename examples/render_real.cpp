@@ -21,6 +21,8 @@
 #include "mentor/data/image.hpp"
 #include "mentor/data/photos.hpp"
 
+#include "cli.hpp"
+
 namespace data = mentor::data;
 using data::Image;
 
@@ -147,15 +149,5 @@ int main(int argc, char** argv) {
   app.add_option("--columns", o.columns, "tiles per row (4..64)");
   app.add_option("--seed", o.seed, "the photo crops' seed");
   app.add_option("--out", o.out, "the contact sheet PNG");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "render_real: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mentor::examples::parse_and_run(app, argc, argv, "render_real", [&] { return run(o); });
 }

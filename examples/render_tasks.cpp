@@ -21,6 +21,8 @@
 #include "mentor/data/image.hpp"
 #include "mentor/data/world/tasks.hpp"
 
+#include "cli.hpp"
+
 namespace world = mentor::data::world;
 using mentor::data::Image;
 
@@ -100,15 +102,5 @@ int main(int argc, char** argv) {
   app.add_option("--resolution", o.resolution, "each image's side in pixels (32..256)");
   app.add_option("--gap", o.gap, "pixels between images");
   app.add_option("--out-dir", o.out_dir, "the folder for <task>.png and <task>.txt");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "render_tasks: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mentor::examples::parse_and_run(app, argc, argv, "render_tasks", [&] { return run(o); });
 }

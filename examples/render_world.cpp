@@ -21,6 +21,8 @@
 #include "mentor/data/world/render.hpp"
 #include "mentor/data/world/sampling.hpp"
 
+#include "cli.hpp"
+
 namespace world = mentor::data::world;
 using mentor::data::Image;
 
@@ -87,15 +89,5 @@ int main(int argc, char** argv) {
   app.add_option("--gap", o.gap, "pixels between scenes");
   app.add_option("--out", o.out, "the contact sheet PNG");
   app.add_option("--captions", o.captions, "the captions text file");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "render_world: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mentor::examples::parse_and_run(app, argc, argv, "render_world", [&] { return run(o); });
 }
