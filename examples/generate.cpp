@@ -69,6 +69,7 @@ constexpr const char* kTextKey = "mentor-generate";  // the PNG tEXt key of the 
 constexpr int kFormatVersion = 1;
 constexpr const char* kImageMarker = "<image>";
 constexpr int64_t kMaxSamplesPerRequest = 100000;
+constexpr const char* kShippedModelDir = MENTOR_SHIPPED_MODEL_DIR;
 constexpr size_t kMaxGridSamples = 256;  // a larger run's grid shows its first 256 samples
 
 // Every failure the user can cause ends here: main prints "generate: error: " and the message.
@@ -170,7 +171,7 @@ ModelFiles model_files(const fs::path& checkpoint, const std::optional<fs::path>
                        const std::optional<fs::path>& tokenizer) {
   ModelFiles m;
   std::error_code error;
-  if (checkpoint.empty()) fail("--checkpoint is required (no shipped model exists yet)");
+  if (checkpoint.empty()) fail("--config needs --checkpoint (the safetensors file it describes)");
   if (!fs::exists(checkpoint, error)) {
     const fs::path stem = train::resolve_checkpoint(checkpoint);
     if (!fs::exists(train::manifest_path(stem), error))
@@ -517,8 +518,23 @@ Plan plan_from_options(const Options& o, const CLI::App& app) {
   if (o.batch < 1) fail("--batch ", o.batch, " must be >= 1");
   plan.batch = o.batch;
   plan.out = o.out;
-  plan.model = model_files(o.checkpoint, optional_path(o.config), optional_path(o.vq),
-                           optional_path(o.vq_config), optional_path(o.tokenizer));
+  // No --checkpoint: the shipped model (docs/model: trained by examples/train with
+  // configs/tiny.json, stored in bfloat16), with its VQ and tokenizer unless those are given.
+  Options chosen = o;
+  if (o.checkpoint.empty() && o.config.empty()) {
+    const fs::path shipped = kShippedModelDir;
+    std::error_code error;
+    if (!fs::exists(shipped / "mentor.safetensors", error))
+      fail("no --checkpoint given and no shipped model at ", quoted(shipped / "mentor.safetensors"),
+           " (docs/training.md makes one)");
+    chosen.checkpoint = (shipped / "mentor.safetensors").string();
+    chosen.config = (shipped / "mentor.json").string();
+    if (chosen.vq.empty()) chosen.vq = (shipped / "vq.safetensors").string();
+    if (chosen.tokenizer.empty()) chosen.tokenizer = (shipped / "spiece.model").string();
+  }
+  plan.model =
+      model_files(chosen.checkpoint, optional_path(chosen.config), optional_path(chosen.vq),
+                  optional_path(chosen.vq_config), optional_path(chosen.tokenizer));
   Request base;
   apply_defaults(plan.model.arch, base);
   if (given(app, "--cfg")) base.cfg = o.cfg;
@@ -1319,7 +1335,8 @@ int main(int argc, char** argv) {
       "request, seed and files, not on --batch or --threads. The bfloat16 and CUDA paths may "
       "depend on the batch (recorded as \"batch\"); --from-png reruns them at batch 1.");
   app.add_option("--checkpoint", o.checkpoint,
-                 "model: a mentor checkpoint folder/file, or a .safetensors with --config");
+                 "model: a mentor checkpoint folder/file, or a .safetensors with --config "
+                 "(default: the shipped model, docs/model)");
   app.add_option("--config", o.config, "the model configuration JSON of a .safetensors checkpoint");
   app.add_option("--vq", o.vq, "VQ tokenizer weights (.safetensors, LlamaGen names) for pixels");
   app.add_option("--vq-config", o.vq_config, "LlamaGen: the VQ's VQConfig JSON (default VQ-16)");

@@ -581,7 +581,7 @@ TEST_CASE("generate program: bad input gives a message and exit status 1", "[gen
                      q(out_dir("bad")),
                  {"bad-cut.safetensors"});
     expect_error("--checkpoint " + q(f.dir / "nothing") + prompt, {"does not exist"});
-    expect_error(prompt, {"--checkpoint is required"});
+    expect_error("--config " + q(f.mentor_config) + prompt, {"--config needs --checkpoint"});
     expect_error("--checkpoint " + q(f.mentor_weights) + prompt, {"--config"});
     expect_error("--checkpoint " + q(f.checkpoint) + prompt + " --image " + q(f.red),
                  {"needs --tokenizer"});
