@@ -348,6 +348,15 @@ TEST_CASE("VQ: codebook usage statistics follow upstream's recent-codes buffer",
   CHECK(u.codes_seen == 2);
   CHECK(u.distinct == 2);
   CHECK(u.upstream_usage == Approx(3 / 8.0));  // upstream counts the padding zeros as code 0
+  // ... and so does one copied into the buffer in place (Trainer::load reads checkpoints so).
+  std::vector<float> copied(10, 0.f);
+  copied[7] = 1.f, copied[8] = 1.f, copied[9] = 6.f;
+  quantizer.codebook_used.copy_(Tensor<float>::from_vector(copied, Shape{10}));
+  u = quantizer.usage();
+  CHECK(u.codes_seen == 3);
+  CHECK(u.distinct == 2);
+  CHECK(u.histogram[1] == 2);
+  CHECK(u.histogram[6] == 1);
   quantizer.reset_usage();
   CHECK(quantizer.usage().codes_seen == 0);
 }

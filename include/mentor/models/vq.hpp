@@ -492,15 +492,17 @@ class VQVectorQuantizer : public nn::Module<T, D> {
                             .template to<T>()
                             .template to<D>());
     synced_storage_ = codebook_used.storage().get();
+    mirror_ = codebook_used.template to<CPU>().template to<float>().to_vector();
   }
-  // A checkpoint load replaces the buffer tensor: re-read the window from it. Entries before the
-  // first non-zero one are taken as never filled (upstream cannot tell either).
+  // A checkpoint load replaces the buffer tensor, or copies into it in place (Trainer::load):
+  // whenever the buffer no longer holds what was last written, re-read the window from it.
+  // Entries before the first non-zero one are taken as never filled (upstream cannot tell either).
   void sync_window_from_buffer() {
-    if (codebook_used.storage().get() == synced_storage_) return;
     MENTOR_CHECK_SHAPE(codebook_used.dim() == 1,
                        "VQVectorQuantizer: codebook_used must be 1-D, got ",
                        codebook_used.shape().str());
     std::vector<float> values = codebook_used.template to<CPU>().template to<float>().to_vector();
+    if (codebook_used.storage().get() == synced_storage_ && values == mirror_) return;
     window_.assign(values.size(), 0);
     filled_ = 0;
     for (size_t i = 0; i < values.size(); ++i) {
@@ -508,11 +510,13 @@ class VQVectorQuantizer : public nn::Module<T, D> {
       if (filled_ == 0 && window_[i] != 0) filled_ = static_cast<int64_t>(values.size() - i);
     }
     synced_storage_ = codebook_used.storage().get();
+    mirror_ = std::move(values);
   }
 
   std::vector<int64_t> window_;  // exact code ids, oldest first
   int64_t filled_ = 0;
   const void* synced_storage_ = nullptr;
+  std::vector<float> mirror_;  // the buffer's values as last written or read
 };
 
 // ---- the tokenizer ------------------------------------------------------------------------------
