@@ -27,6 +27,7 @@
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/core/error.hpp"
 #include "mentor/io/json_config.hpp"
+#include "mentor/train/load.hpp"
 
 #include "cli.hpp"
 #include "train/common.hpp"
@@ -40,7 +41,7 @@ using namespace mentor::examples::train_pipeline;
 namespace {
 
 struct Options {
-  std::string config, out, stage = "all";
+  std::string config, out, stage = "all", export_to;
   std::vector<std::string> overrides;
   bool allow_config_change = false;
   int threads = 0;
@@ -88,6 +89,36 @@ nlohmann::json resolve_config(const Options& o, const fs::path& out) {
   return resolved;
 }
 
+// The shipped form of a finished run (docs/model): the MENTOR state and the VQ stored in bfloat16
+// (round to nearest even; examples/generate reads them into float), the model's config, the
+// tokenizer and the run's resolved config.
+void export_model(const PipelineConfig& c, const fs::path& out, const fs::path& to) {
+  MENTOR_CHECK(stage_done(out / "stage2"), "--export: ", out.string(),
+               " has no finished stage 2 (run the pipeline first)");
+  fs::create_directories(to);
+  const auto to_bf16 = [](auto& module, const fs::path& path) {
+    io::SafeTensorsWriter writer;
+    for (auto& [name, tensor] : module.state()) {
+      const std::vector<float> values = tensor->detach().contiguous().to_vector();
+      std::vector<bf16> rounded(values.size());
+      for (size_t i = 0; i < values.size(); ++i) rounded[i] = convert_element<bf16>(values[i]);
+      writer.add(name, tensor->shape().vec(), rounded);
+    }
+    writer.write(path.string());
+  };
+  auto model = train::load_for_inference<Model>(model_dir(out, MentorStageKind::stage2));
+  to_bf16(*model, to / "mentor.safetensors");
+  write_text_atomically(to / "mentor.json", model->config().to_json().dump(2) + "\n");
+  Generator unused(0);
+  models::VQModel<float> vq(c.model.vq, unused);
+  nn::load_state_dict(vq, io::SafeTensorsFile::open(vq_weights(out).string()));
+  to_bf16(vq, to / "vq.safetensors");
+  fs::copy_file(out / "tokenizer" / "spiece.model", to / "spiece.model",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(out / "config.json", to / "config.json", fs::copy_options::overwrite_existing);
+  std::cout << "train: exported " << out.string() << " -> " << to.string() << "\n";
+}
+
 int run(const Options& o) {
   MENTOR_CHECK(
       o.stage == "all" || std::find(kStages.begin(), kStages.end(), o.stage) != kStages.end(),
@@ -114,6 +145,7 @@ int run(const Options& o) {
     train_mentor_stage(c, out, tokenizer, MentorStageKind::stage1);
   if (wanted("stage2")) train_mentor_stage(c, out, tokenizer, MentorStageKind::stage2);
   std::cout << "train: done (" << o.stage << ") -> " << out.string() << "\n";
+  if (!o.export_to.empty()) export_model(c, out, o.export_to);
   return 0;
 }
 
@@ -132,5 +164,7 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-config-change", o.allow_config_change,
                "continue a run folder with a config that differs from its config.json");
   app.add_option("--threads", o.threads, "CPU threads (default: all cores)");
+  app.add_option("--export", o.export_to,
+                 "after the run, write the shipped form (bf16 weights, configs, tokenizer) here");
   return mentor::examples::parse_and_run(app, argc, argv, "train", [&] { return run(o); });
 }

@@ -8,7 +8,7 @@
 //    "tokenizer": {"vocab_size": 400, "corpus_size": 3000},
 //    "model": MentorConfig (encoder, gpt, vq),
 //    "patchgan": PatchGANConfig, "contrastive_dim": 64,
-//    "vq": StageOptions + {"disc_start", "disc_weight", "disc_lr", "real_share"},
+//    "vq": StageOptions + {"disc_start", "disc_weight", "disc_lr", "real_share", "crop"},
 //    "clip": StageOptions + {"reference_share"},
 //    "decoder": StageOptions, "stage1": StageOptions, "stage2": StageOptions,
 //    "eval": {"rows", "synthbench_per_category", "cfg", "temperature", "top_k"}}
@@ -118,6 +118,7 @@ struct VQStageOptions : StageOptions {
   double disc_weight = 0.5;  // the generator's hinge loss weight (LlamaGen: 0.5)
   double disc_lr = 1e-4;
   double real_share = 0.25;  // images from the real sets (emoji, photos, Fashion-MNIST)
+  int64_t crop = 0;          // train on random crops of this side (0: whole images)
 };
 
 struct ClipStageOptions : StageOptions {
@@ -181,6 +182,7 @@ struct PipelineConfig {
       sr.read("disc_weight", c.vq.disc_weight);
       sr.read("disc_lr", c.vq.disc_lr);
       sr.read("real_share", c.vq.real_share);
+      sr.read("crop", c.vq.crop);
       sr.finish();
     }
     if (const nlohmann::json* s = r.find("clip")) {
@@ -220,6 +222,8 @@ struct PipelineConfig {
     stage2.validate("stage2");
     MENTOR_CHECK(vq.real_share >= 0 && vq.real_share <= 1, "vq.real_share ", vq.real_share,
                  " is outside [0, 1]");
+    MENTOR_CHECK(vq.crop >= 0 && vq.crop <= resolution(), "vq.crop ", vq.crop,
+                 " is outside 0..tasks.resolution (", resolution(), ")");
     MENTOR_CHECK(clip.reference_share >= 0 && clip.reference_share <= 1, "clip.reference_share ",
                  clip.reference_share, " is outside [0, 1]");
     MENTOR_CHECK(contrastive_dim >= 1, "contrastive_dim ", contrastive_dim, " must be >= 1");
@@ -245,6 +249,7 @@ struct PipelineConfig {
     vq_json["disc_weight"] = vq.disc_weight;
     vq_json["disc_lr"] = vq.disc_lr;
     vq_json["real_share"] = vq.real_share;
+    vq_json["crop"] = vq.crop;
     nlohmann::json clip_json = clip.to_json();
     clip_json["reference_share"] = clip.reference_share;
     return {{"seed", seed},

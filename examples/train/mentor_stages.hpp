@@ -158,6 +158,22 @@ inline world::SynthBenchReport score_synthbench(Model& model, const text::Tokeni
   return world::synthbench_report(scores);
 }
 
+// A prompt on one line of prompts.txt: each marker as [image], each line break as " / ".
+inline std::string one_line(std::string_view prompt) {
+  std::string out;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt.substr(i).starts_with(world::kImageMarker)) {
+      out += "[image]";
+      i += world::kImageMarker.size() - 1;
+    } else if (prompt[i] == '\n') {
+      if (i + 1 < prompt.size()) out += " / ";
+    } else {
+      out += prompt[i];
+    }
+  }
+  return out;
+}
+
 inline double overall_cp_pf(const world::SynthBenchReport& report) {
   return report.rows.empty() ? 0.0 : report.rows.back().cp_pf;
 }
@@ -249,8 +265,8 @@ inline void train_mentor_stage(const PipelineConfig& c, const fs::path& out,
     const fs::path png = save_stage_picture(dir, step, tile_sheet(rows, int(c.resolution())));
     std::ofstream prompts_txt(png.parent_path() / "prompts.txt", std::ios::trunc);
     for (size_t i = 0; i < grid.size(); ++i)
-      prompts_txt << i << "\t" << world::name(grid[i].task) << "\t"
-                  << without_markers(grid[i].prompt) << "\n";
+      prompts_txt << i << "\t" << world::name(grid[i].task) << "\t" << one_line(grid[i].prompt)
+                  << "\n";
     Metrics m;
     if (psnr_count > 0) m.emplace_back("psnr_sample", psnr_sum / psnr_count);
     return m;

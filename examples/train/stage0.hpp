@@ -236,14 +236,26 @@ inline void train_vq(const PipelineConfig& c, const fs::path& out) {
       std::make_shared<const world::TaskStream>(tasks, c.seed + 1, 2, world::Split::train, size);
   auto real = std::make_shared<const RealImages>(static_cast<int>(R), false, c.seed);
   std::cerr << "train: vq: real image sets: " << real->sets() << "\n";
-  auto images = std::make_shared<data::FunctionDataset<Image>>(size, [&c, s1, s2, real](int64_t i) {
-    return vq_image(c, *s1, *s2, *real, static_cast<uint64_t>(i), true);
+  // Training images are random crops of side vq.crop (the VQ is convolutional: a 32-pixel crop
+  // costs a quarter of the whole 64-pixel image, as LlamaGen trains on 256-pixel crops).
+  const int64_t side = o.crop > 0 && o.crop < R ? o.crop : R;
+  auto images = std::make_shared<data::FunctionDataset<Image>>(size, [&c, s1, s2, real, side,
+                                                                      R](int64_t i) {
+    Image image = vq_image(c, *s1, *s2, *real, static_cast<uint64_t>(i), true);
+    if (side == R) return image;
+    const auto range = static_cast<float>(R - side + 1);
+    const auto at = [&](uint64_t axis) {
+      return std::min<int>(
+          static_cast<int>(philox_uniform_at(c.seed + 102, static_cast<uint64_t>(i), axis) * range),
+          static_cast<int>(R - side));
+    };
+    return data::crop(image, at(0), at(1), static_cast<int>(side), static_cast<int>(side));
   });
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.seed = c.seed + 12;
   using Loader = data::DataLoader<Image, Tensor<float>>;
-  const auto collate = [R](std::vector<Image>&& batch) { return vq_input(batch, R); };
+  const auto collate = [side](std::vector<Image>&& batch) { return vq_input(batch, side); };
   auto loader = std::make_unique<Loader>(images, lo, collate);
   const VqEvalSet eval = vq_eval_set(c, 8);
 
@@ -322,6 +334,11 @@ inline void train_vq(const PipelineConfig& c, const fs::path& out) {
     }
     save_stage_picture(dir, step, tile_sheet(rows, static_cast<int>(R)));
     Metrics m = {{"psnr_world", world_psnr}};
+    if (c.model.vq.codebook_show_usage) {  // over the training codes of the recent window
+      const models::CodebookUsage usage = vq.quantize.usage();
+      m.emplace_back("codebook_used", usage.fraction_used);
+      m.emplace_back("codebook_perplexity", usage.perplexity);
+    }
     if (!eval.real.empty()) m.emplace_back("psnr_real", real_psnr);
     return m;
   };

@@ -627,4 +627,26 @@ TEST_CASE("generate program: bad input gives a message and exit status 1", "[gen
   }
 }
 
+TEST_CASE("generate program: without --checkpoint it draws with the shipped model",
+          "[generate_program]") {
+  const fs::path shipped = fs::path(MENTOR_SOURCE_DIR) / "docs" / "model";
+  const fs::path out = out_dir("shipped");
+  const fs::path reference = files().red;
+  const std::string args =
+      " --prompt 'The star in <image>.\na large striped star at the top left "
+      "on a blue background' --image " +
+      q(reference) + " --out " + q(out);
+  if (!fs::exists(shipped / "mentor.safetensors")) {
+    expect_error(args, {"no shipped model"});
+    return;
+  }
+  const Result r = run(args);
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const data::Image image = data::load_image(out / "0000-seed0.png", 3);
+  const json config = json::parse(std::ifstream(shipped / "config.json"));
+  CHECK(image.width == config.at("tasks").at("resolution").get<int>());
+  CHECK(metadata_of(out / "0000-seed0.png").at("model").contains("checkpoint"));
+}
+
 }  // namespace test_generate_program

