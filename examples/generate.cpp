@@ -97,8 +97,7 @@ std::string hash_file_bytes(const fs::path& path, const std::string& role) {
     return train::hex64(train::xxh64(bytes.data(), bytes.size()));
   }
   try {
-    const auto mapped = io::detail::FileBytes::map_file(path.string());
-    return train::hex64(train::xxh64(mapped.data(), mapped.size()));
+    return train::file_xxh64(path);
   } catch (const Error& e) {
     fail("cannot read the ", role, " ", quoted(path), " to hash it (", e.what(), ")");
   }

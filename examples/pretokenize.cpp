@@ -59,8 +59,7 @@ int run(const Options& o) {
   models::VQModel<float> vq(vq_config, gen);
   const io::SafeTensorsFile file = io::SafeTensorsFile::open(o.vq);
   nn::load_state_dict(vq, file);
-  const auto mapped = io::detail::FileBytes::map_file(o.vq);
-  const std::string identity = train::hex64(train::xxh64(mapped.data(), mapped.size()));
+  const std::string identity = train::file_xxh64(o.vq);
 
   train::ProgressBar bar(o.count, "pretokenize");
   const data::PretokenizedContents codes = models::encode_task_targets(

@@ -56,11 +56,6 @@ inline fs::path model_dir(const fs::path& out, MentorStageKind k) {
   return out / stage_name(k) / "model";
 }
 
-inline std::string file_identity(const fs::path& path) {
-  const auto mapped = io::detail::FileBytes::map_file(path.string());
-  return train::hex64(train::xxh64(mapped.data(), mapped.size()));
-}
-
 // The VQ codes of a stage's targets, encoded once by the trained VQ.
 inline void pretokenize(const PipelineConfig& c, const fs::path& out, MentorStageKind k) {
   const fs::path path = codes_path(out, k);
@@ -73,7 +68,7 @@ inline void pretokenize(const PipelineConfig& c, const fs::path& out, MentorStag
       stage_stream(c, k, world::Split::train, stage_options(c, k).stream_size());
   train::ProgressBar bar(stream.size(), std::string("codes ") + stage_name(k));
   const data::PretokenizedContents codes = models::encode_task_targets(
-      vq, stream, 32, file_identity(vq_weights(out)), [&](int64_t done) { bar.update(done); });
+      vq, stream, 32, train::file_xxh64(vq_weights(out)), [&](int64_t done) { bar.update(done); });
   bar.finish();
   data::write_pretokenized(path.string(), codes);
 }
@@ -204,7 +199,7 @@ inline void train_mentor_stage(const PipelineConfig& c, const fs::path& out,
       stage_stream(c, k, world::Split::train, o.stream_size()));
   auto targets = std::make_shared<const data::PretokenizedTargets>(codes_path(out, k).string());
   auto coded = std::make_shared<const data::CodedTaskStream>(stream, targets,
-                                                             file_identity(vq_weights(out)));
+                                                             train::file_xxh64(vq_weights(out)));
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.seed = c.seed + 61 + static_cast<uint64_t>(k);

@@ -147,6 +147,13 @@ inline std::string hex64(uint64_t value) {
   return buffer;
 }
 
+// The XXH64 of a file's bytes as 16 hex digits: the identity a pre-tokenised codes file records
+// for its VQ, and examples/generate for its inputs. The file is memory-mapped (8 bytes at least).
+inline std::string file_xxh64(const std::filesystem::path& path) {
+  const auto mapped = io::detail::FileBytes::map_file(path.string());
+  return hex64(xxh64(mapped.data(), mapped.size()));
+}
+
 // ---- paths ------------------------------------------------------------------------------------
 
 inline std::filesystem::path manifest_path(const std::filesystem::path& stem) {
