@@ -165,48 +165,44 @@ struct PipelineConfig {
     r.read("seed", c.seed);
     if (const nlohmann::json* t = r.find("tasks"))
       c.tasks = data::world::TaskConfig::from_json(*t, r.child_path("tasks"));
-    if (const nlohmann::json* t = r.find("tokenizer")) {
-      io::JsonConfigReader tr(*t, "train config", r.child_path("tokenizer"));
-      tr.read("vocab_size", c.tokenizer_vocab);
-      tr.read("corpus_size", c.tokenizer_corpus);
-      tr.finish();
-    }
+    // An optional object of the config, read strictly by `read` (its own unknown keys are errors).
+    const auto section = [&r](const char* key, const auto& read) {
+      if (const nlohmann::json* object = r.find(key)) {
+        io::JsonConfigReader child(*object, "train config", r.child_path(key));
+        read(child);
+        child.finish();
+      }
+    };
+    section("tokenizer", [&](io::JsonConfigReader& t) {
+      t.read("vocab_size", c.tokenizer_vocab);
+      t.read("corpus_size", c.tokenizer_corpus);
+    });
     if (const nlohmann::json* m = r.find("model")) c.model = models::MentorConfig::from_json(*m);
     if (const nlohmann::json* p = r.find("patchgan"))
       c.patchgan = models::PatchGANConfig::from_json(*p, r.child_path("patchgan"));
     r.read("contrastive_dim", c.contrastive_dim);
-    if (const nlohmann::json* s = r.find("vq")) {
-      io::JsonConfigReader sr(*s, "train config", r.child_path("vq"));
-      c.vq.read(sr);
-      sr.read("disc_start", c.vq.disc_start);
-      sr.read("disc_weight", c.vq.disc_weight);
-      sr.read("disc_lr", c.vq.disc_lr);
-      sr.read("real_share", c.vq.real_share);
-      sr.read("crop", c.vq.crop);
-      sr.finish();
-    }
-    if (const nlohmann::json* s = r.find("clip")) {
-      io::JsonConfigReader sr(*s, "train config", r.child_path("clip"));
-      c.clip.read(sr);
-      sr.read("reference_share", c.clip.reference_share);
-      sr.finish();
-    }
-    for (auto [key, stage] : {std::pair{"decoder", &c.decoder}, std::pair{"stage1", &c.stage1},
-                              std::pair{"stage2", &c.stage2}})
-      if (const nlohmann::json* s = r.find(key)) {
-        io::JsonConfigReader sr(*s, "train config", r.child_path(key));
-        stage->read(sr);
-        sr.finish();
-      }
-    if (const nlohmann::json* e = r.find("eval")) {
-      io::JsonConfigReader er(*e, "train config", r.child_path("eval"));
-      er.read("rows", c.eval.rows);
-      er.read("synthbench_per_category", c.eval.synthbench_per_category);
-      er.read("cfg", c.eval.cfg);
-      er.read("temperature", c.eval.temperature);
-      er.read("top_k", c.eval.top_k);
-      er.finish();
-    }
+    section("vq", [&](io::JsonConfigReader& s) {
+      c.vq.read(s);
+      s.read("disc_start", c.vq.disc_start);
+      s.read("disc_weight", c.vq.disc_weight);
+      s.read("disc_lr", c.vq.disc_lr);
+      s.read("real_share", c.vq.real_share);
+      s.read("crop", c.vq.crop);
+    });
+    section("clip", [&](io::JsonConfigReader& s) {
+      c.clip.read(s);
+      s.read("reference_share", c.clip.reference_share);
+    });
+    section("decoder", [&](io::JsonConfigReader& s) { c.decoder.read(s); });
+    section("stage1", [&](io::JsonConfigReader& s) { c.stage1.read(s); });
+    section("stage2", [&](io::JsonConfigReader& s) { c.stage2.read(s); });
+    section("eval", [&](io::JsonConfigReader& e) {
+      e.read("rows", c.eval.rows);
+      e.read("synthbench_per_category", c.eval.synthbench_per_category);
+      e.read("cfg", c.eval.cfg);
+      e.read("temperature", c.eval.temperature);
+      e.read("top_k", c.eval.top_k);
+    });
     r.finish();
     c.validate();
     return c;
