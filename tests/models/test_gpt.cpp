@@ -599,6 +599,83 @@ TEST_CASE("GPT: one rule for the caption length on every path", "[gpt][errors][g
           Shape{batch, 4});
 }
 
+TEST_CASE("GPT forward_train_tail equals forward_train on the full left-padded prefix",
+          "[gpt][train]") {
+  // Leaving out the slots that are padding in every sample changes nothing: logits and every
+  // gradient (parameters, caption) agree with the full prefix, guidance dropout included (a dropped
+  // sample's kept slots take the same uncond_embedding rows).
+  GPTConfig c = small_config(GPTModelType::TextToImage);  // cls_token_num 6
+  c.class_dropout_prob = 0.5;
+  Generator gen(31);
+  GPT<double> model(c, gen);
+  randomise(model, 32);
+  Generator data(33);
+  const int64_t batch = 3, length = 4, slots = c.cls_token_num;
+  const std::vector<int64_t> valid = {2, 4, 1};  // the longest fills 4 of the 6 slots
+  Tensor<double> hidden = Tensor<float>::randn({batch, length, c.caption_dim}, data).to<double>();
+  std::vector<bool> flags;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < length; ++t) flags.push_back(t < valid[static_cast<size_t>(b)]);
+  const Tensor<bool> text_mask = Tensor<bool>::from_vector(flags, {batch, length});
+  Tensor<int64_t> idx =
+      Tensor<int64_t>::from_vector({1, 5, 9, 15, 0, 2, 2, 7, 3, 3, 20, 11}, {batch, 4});
+  const ConditionPrefix<double, CPU> tail = left_pad_condition_tail(hidden, text_mask, slots);
+  REQUIRE(tail.embeddings.shape() == Shape{batch, 4, c.caption_dim});
+  const ConditionPrefix<double, CPU> full = left_pad_condition(hidden, text_mask, slots);
+  CHECK(tail.embeddings.to_vector() == full.embeddings.narrow(1, 2, 4).contiguous().to_vector());
+
+  auto run = [&](bool use_tail, const Tensor<bool>& force_drop) {
+    model.zero_grad();
+    const ConditionPrefix<double, CPU>& p = use_tail ? tail : full;
+    Tensor<double> caption = p.embeddings.detach().clone().requires_grad_();
+    const Tensor<bool> mask = condition_attention_mask(p.mask, 4);
+    Tensor<double> logits = use_tail ? model.forward_train_tail(idx, caption, mask, force_drop)
+                                     : model.forward_train(idx, caption, mask, force_drop);
+    model
+        .loss(logits, Tensor<int64_t>::from_vector({4, 1, 5, 9, 15, 8, 0, 2, 2, 7, 6, 3, 3, 20, 11},
+                                                   {batch, 5}))
+        .backward();
+    std::vector<std::vector<double>> grads;
+    for (auto& [name, t] : model.named_parameters()) grads.push_back(t->grad().to_vector());
+    Tensor<double> caption_grad = caption.grad();
+    if (!use_tail) caption_grad = caption_grad.narrow(1, 2, 4);
+    grads.push_back(caption_grad.contiguous().to_vector());
+    return std::make_pair(logits.detach().contiguous().to_vector(), grads);
+  };
+  for (const bool train : {false, true}) {
+    INFO((train ? "train mode" : "eval mode"));
+    model.train(train);
+    const Tensor<bool> drop = Tensor<bool>::from_vector({false, true, false}, {batch});
+    const auto [tail_logits, tail_grads] = run(true, drop);
+    const auto [full_logits, full_grads] = run(false, drop);
+    REQUIRE(tail_logits.size() == full_logits.size());
+    double worst = 0;
+    for (size_t i = 0; i < tail_logits.size(); ++i)
+      worst = std::max(worst, std::abs(tail_logits[i] - full_logits[i]));
+    CHECK(worst < 1e-12);
+    REQUIRE(tail_grads.size() == full_grads.size());
+    for (size_t g = 0; g < tail_grads.size(); ++g) {
+      INFO("gradient " << g);
+      REQUIRE(tail_grads[g].size() == full_grads[g].size());
+      double gworst = 0;
+      for (size_t i = 0; i < tail_grads[g].size(); ++i)
+        gworst = std::max(gworst, std::abs(tail_grads[g][i] - full_grads[g][i]));
+      CHECK(gworst < 1e-12);
+    }
+  }
+  // Misuse: no mask, more rows than slots, a c2i model.
+  const Tensor<bool> mask = condition_attention_mask(tail.mask, 4);
+  CHECK_THROWS_WITH(model.forward_train_tail(idx, tail.embeddings, Tensor<bool>()),
+                    has_text("the condition mask is required"));
+  Tensor<double> too_long = Tensor<double>::zeros({batch, slots + 1, c.caption_dim});
+  CHECK_THROWS_WITH(model.forward_train_tail(idx, too_long, mask),
+                    has_text("1 .. cls_token_num = 6"));
+  CHECK_THROWS_WITH(model.forward_train_tail(idx, tail.embeddings, full.mask),
+                    has_text("GPT::forward_train: mask"));
+  GPT<double> c2i(small_config(GPTModelType::ClassToImage), gen);
+  CHECK_THROWS_WITH(c2i.forward_train_tail(idx, tail.embeddings, mask), has_text("c2i"));
+}
+
 TEST_CASE("generate_greedy: messages show the caller's batch; a failure leaves no cache",
           "[gpt][errors][generate]") {
   SECTION("t2i: emb_mask checked against the batch of 2, not the guided batch of 4") {

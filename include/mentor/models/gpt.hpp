@@ -109,15 +109,21 @@ class CaptionEmbedder : public nn::Module<T, D> {
     return cap_proj(caption);
   }
   // Captions with the dropped samples replaced by uncond_embedding (before cap_proj).
+  // A caption of T < token_num rows holds the last T slots (GPT::forward_train_tail): it takes
+  // the last T rows of uncond_embedding, the ones those slots hold in the full prefix.
   Tensor<T, D> drop(const Tensor<T, D>& caption, const Tensor<bool, D>& dropped) const {
-    MENTOR_CHECK_SHAPE(caption.dim() == 3 && caption.size(1) == uncond_embedding.size(0) &&
+    const int64_t slots = uncond_embedding.size(0);
+    MENTOR_CHECK_SHAPE(caption.dim() == 3 && caption.size(1) >= 1 && caption.size(1) <= slots &&
                            caption.size(2) == uncond_embedding.size(1),
                        "CaptionEmbedder: caption ", caption.shape().str(),
                        " does not match uncond_embedding ", uncond_embedding.shape().str());
     MENTOR_CHECK_SHAPE(dropped.dim() == 1 && dropped.size(0) == caption.size(0),
                        "CaptionEmbedder: drop mask ", dropped.shape().str(), " for caption ",
                        caption.shape().str());
-    return where(dropped.view({caption.size(0), 1, 1}), uncond_embedding, caption);
+    const int64_t rows = caption.size(1);
+    const Tensor<T, D> null_rows =
+        rows == slots ? uncond_embedding : uncond_embedding.narrow(0, slots - rows, rows);
+    return where(dropped.view({caption.size(0), 1, 1}), null_rows, caption);
   }
   // uncond_embedding repeated over a batch: the unconditional branch of guidance.
   Tensor<T, D> unconditional(int64_t batch) const {
@@ -202,15 +208,15 @@ class GPT : public nn::Module<T, D> {
     MENTOR_CHECK(embedder, "GPT: caption features ", caption.shape().str(),
                  " given to a c2i model (it expects class labels [B])");
     check_caption_length(caption, "GPT");
-    Tensor<bool, D> dropped = drop_mask(caption.size(0), force_drop, training_dropout);
-    return (*embedder)(dropped.defined() ? embedder->drop(caption, dropped) : caption);
+    return embed_caption_rows(*embedder, caption, force_drop, training_dropout);
   }
 
   // The one rule for caption features [B, T, caption_dim] on every path (training, eval, prefill,
   // generation with or without guidance): T is exactly cls_token_num, else an error naming both
   // lengths. models::left_pad_condition (multimodal_encoder.hpp) brings a caption to that length
   // as upstream's tokenizer does (left-pads a shorter one, keeps the first rows of a longer one)
-  // and gives its emb_mask. `where` names the caller in the message.
+  // and gives its emb_mask. `where` names the caller in the message. (forward_train_tail is the
+  // one explicit exception: the tail of such a prefix, with its mask.)
   void check_caption_length(const Caption& caption, const char* where) const {
     MENTOR_CHECK_SHAPE(caption.dim() == 3, where, ": caption features ", caption.shape().str(),
                        " are not [batch, tokens, ", config_.caption_dim, "]");
@@ -236,31 +242,31 @@ class GPT : public nn::Module<T, D> {
     static_assert(is_condition_v<Cond>,
                   "GPT: the condition is class labels Tensor<int64_t, D> (c2i) or caption "
                   "features Tensor<T, D> (t2i)");
-    MENTOR_CHECK_SHAPE(idx.dim() == 2, "GPT::forward_train: idx ", idx.shape().str(),
-                       " is not [batch, tokens]");
-    const int64_t batch = idx.size(0), cls = config_.cls_token_num;
-    const int64_t seq = cls + idx.size(1);
-    MENTOR_CHECK_SHAPE(idx.size(1) <= config_.block_size, "GPT::forward_train: ", idx.size(1),
-                       " image tokens exceed block_size ", config_.block_size);
     Tensor<T, D> cond_embeddings = embed_condition(cond, force_drop, this->training());
-    MENTOR_CHECK_SHAPE(cond_embeddings.size(0) == batch, "GPT::forward_train: condition batch ",
-                       cond_embeddings.size(0), " vs idx ", idx.shape().str());
-    Tensor<T, D> h = concat(std::vector<Tensor<T, D>>{cond_embeddings, tok_embeddings(idx)}, 1);
-    h = dropout(h, config_.token_dropout_p, dropout_generator, this->training());
+    return run_train(idx, std::move(cond_embeddings), mask, config_.cls_token_num);
+  }
 
-    AttnMask<D> attn_mask = AttnMask<D>::causal();
-    if (mask.defined()) {
-      Tensor<bool, D> m = mask.dim() == 3 ? mask.unsqueeze(1) : mask;
-      MENTOR_CHECK_SHAPE(m.dim() == 4 && (m.size(0) == batch || m.size(0) == 1) && m.size(1) == 1 &&
-                             m.size(2) == seq && m.size(3) == seq,
-                         "GPT::forward_train: mask ", mask.shape().str(), " is not [", batch, ", ",
-                         seq, ", ", seq, "] (or [", batch, ", 1, ", seq, ", ", seq, "])");
-      attn_mask = AttnMask<D>::from(m);
-    }
-    Tensor<float, D> rope = freqs_cis.narrow(0, 0, seq);
-    for (auto& layer : layers) h = layer(h, rope, attn_mask, &dropout_generator);
-    Tensor<T, D> logits = output(norm(h));
-    return logits.narrow(1, cls - 1, seq - cls + 1);
+  // forward_train on the last T <= cls_token_num condition slots only: caption_tail [B, T,
+  // caption_dim] is a left-padded prefix whose first cls_token_num - T slots, padding in every
+  // sample, are left out; mask [B, (1,) S, S] with S = T + S_img is required (the padded slots it
+  // masks are what makes the two equal). The result is forward_train's on the full prefix (every
+  // left-out slot a masked key, condition slots unrotated), at the cost of T instead of
+  // cls_token_num condition positions: what training on short captions pays for.
+  Tensor<T, D> forward_train_tail(const Tensor<int64_t, D>& idx, const Caption& caption_tail,
+                                  const Tensor<bool, D>& mask,
+                                  const Tensor<bool, D>& force_drop = {}) {
+    auto* embedder = std::get_if<CaptionEmbedder<T, D>>(&cls_embedding_);
+    MENTOR_CHECK(embedder, "GPT::forward_train_tail: a c2i model has no caption prefix");
+    MENTOR_CHECK_SHAPE(caption_tail.dim() == 3 && caption_tail.size(1) >= 1 &&
+                           caption_tail.size(1) <= config_.cls_token_num,
+                       "GPT::forward_train_tail: caption ", caption_tail.shape().str(),
+                       " is not [batch, 1 .. cls_token_num = ", config_.cls_token_num, ", ",
+                       config_.caption_dim, "]");
+    MENTOR_CHECK(mask.defined(), "GPT::forward_train_tail: the condition mask is required (the ",
+                 "left-out slots are padding only under it)");
+    Tensor<T, D> cond_embeddings =
+        embed_caption_rows(*embedder, caption_tail, force_drop, this->training());
+    return run_train(idx, std::move(cond_embeddings), mask, caption_tail.size(1));
   }
 
   // Cross-entropy of forward_train's logits [B, L, V] against tokens [B, L]; with `valid` [B],
@@ -379,6 +385,43 @@ class GPT : public nn::Module<T, D> {
   }
 
  private:
+  // Guidance dropout, then cap_proj, on caption rows (the whole prefix or its tail).
+  Tensor<T, D> embed_caption_rows(const CaptionEmbedder<T, D>& embedder, const Caption& caption,
+                                  const Tensor<bool, D>& force_drop, bool training_dropout) {
+    Tensor<bool, D> dropped = drop_mask(caption.size(0), force_drop, training_dropout);
+    return embedder(dropped.defined() ? embedder.drop(caption, dropped) : caption);
+  }
+
+  // The blocks over [condition rows | image tokens]: `cond_rows` condition positions, the last
+  // cond_rows of the cls_token_num slots (all of them for forward_train); RoPE rows follow suit
+  // (every condition row of the table is the same unrotated row).
+  Tensor<T, D> run_train(const Tensor<int64_t, D>& idx, Tensor<T, D> cond_embeddings,
+                         const Tensor<bool, D>& mask, int64_t cond_rows) {
+    MENTOR_CHECK_SHAPE(idx.dim() == 2, "GPT::forward_train: idx ", idx.shape().str(),
+                       " is not [batch, tokens]");
+    const int64_t batch = idx.size(0), seq = cond_rows + idx.size(1);
+    MENTOR_CHECK_SHAPE(idx.size(1) <= config_.block_size, "GPT::forward_train: ", idx.size(1),
+                       " image tokens exceed block_size ", config_.block_size);
+    MENTOR_CHECK_SHAPE(cond_embeddings.size(0) == batch, "GPT::forward_train: condition batch ",
+                       cond_embeddings.size(0), " vs idx ", idx.shape().str());
+    Tensor<T, D> h = concat(std::vector<Tensor<T, D>>{cond_embeddings, tok_embeddings(idx)}, 1);
+    h = dropout(h, config_.token_dropout_p, dropout_generator, this->training());
+
+    AttnMask<D> attn_mask = AttnMask<D>::causal();
+    if (mask.defined()) {
+      Tensor<bool, D> m = mask.dim() == 3 ? mask.unsqueeze(1) : mask;
+      MENTOR_CHECK_SHAPE(m.dim() == 4 && (m.size(0) == batch || m.size(0) == 1) && m.size(1) == 1 &&
+                             m.size(2) == seq && m.size(3) == seq,
+                         "GPT::forward_train: mask ", mask.shape().str(), " is not [", batch, ", ",
+                         seq, ", ", seq, "] (or [", batch, ", 1, ", seq, ", ", seq, "])");
+      attn_mask = AttnMask<D>::from(m);
+    }
+    Tensor<float, D> rope = freqs_cis.narrow(0, config_.cls_token_num - cond_rows, seq);
+    for (auto& layer : layers) h = layer(h, rope, attn_mask, &dropout_generator);
+    Tensor<T, D> logits = output(norm(h));
+    return logits.narrow(1, cond_rows - 1, seq - cond_rows + 1);
+  }
+
   Tensor<bool, D> drop_mask(int64_t batch, const Tensor<bool, D>& force_drop,
                             bool training_dropout) {
     if (force_drop.defined()) {

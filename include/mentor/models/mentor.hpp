@@ -12,7 +12,8 @@
 // eval mode and without gradients.
 //
 // Data flow (training, teacher forcing): prompt ids + attention mask + reference images ->
-// multimodal encoder -> [B, L, 2048] -> left_pad_condition into cls_token_num slots (+ emb_mask)
+// multimodal encoder -> [B, L, 2048] -> left_pad_condition into cls_token_num slots (+ emb_mask;
+// training keeps only the slots the batch's longest condition fills, which is exact)
 // -> GPT cap_proj prefix; the image tokens (VQ codes of the target image) follow; the attention
 // mask is condition_attention_mask(emb_mask, image tokens). Logits and loss are GPT's.
 //
@@ -129,9 +130,13 @@ class MentorModel : public nn::Module<T, D> {
                        "MentorModel::forward_train: idx ", idx.shape().str(),
                        " is not [batch, image tokens] for input_ids ", input_ids.shape().str());
     sync_gpt_mode();
-    ConditionPrefix<T, D> prefix = condition(input_ids, attention_mask, images);
+    // Only the slots the batch's longest condition fills: the result is the full prefix's, and a
+    // 25-token caption does not pay for cls_token_num positions.
+    Tensor<T, D> hidden = multimodal_encoder(input_ids, attention_mask, images);
+    ConditionPrefix<T, D> prefix =
+        left_pad_condition_tail(hidden, attention_mask, config_.gpt.cls_token_num);
     Tensor<bool, D> mask = condition_attention_mask(prefix.mask, idx.size(1));
-    return gpt.forward_train(idx, prefix.embeddings, mask, force_drop);
+    return gpt.forward_train_tail(idx, prefix.embeddings, mask, force_drop);
   }
   Tensor<T, D> loss(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
                     const Tensor<T, D>& valid = {}) const {

@@ -22,6 +22,7 @@
 // reproduces upstream exactly (for comparing against upstream runs). Upstream also keeps only the
 // last min(L, 512) prompt positions before the encoder; its tokenizer always pads/truncates to 512
 // so that never cuts anything, and it is not reproduced.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -139,6 +140,32 @@ ConditionPrefix<T, D> left_pad_condition(const Tensor<T, D>& hidden,
       index_select(table, 0, padding.source_rows.template to<D>()).view({batch, slots, channels});
   out.mask = padding.mask.template to<D>();
   return out;
+}
+
+// left_pad_condition into as many slots as the batch's longest condition needs (at least 1, at
+// most `slots`): the full `slots`-slot prefix without its leading slots that are padding in every
+// sample, for GPT::forward_train_tail.
+template <FloatingElement T, class D>
+ConditionPrefix<T, D> left_pad_condition_tail(const Tensor<T, D>& hidden,
+                                              const Tensor<bool, D>& attention_mask,
+                                              int64_t slots) {
+  MENTOR_CHECK_SHAPE(hidden.dim() == 3, "left_pad_condition_tail: hidden ", hidden.shape().str(),
+                     " is not [B, L, C]");
+  int64_t longest = hidden.size(1);
+  if (attention_mask.defined()) {
+    MENTOR_CHECK_SHAPE(attention_mask.dim() == 2 && attention_mask.size(0) == hidden.size(0),
+                       "left_pad_condition_tail: attention_mask ", attention_mask.shape().str(),
+                       " does not match hidden ", hidden.shape().str());
+    const std::vector<bool> flags = attention_mask.template to<CPU>().to_vector();
+    const int64_t length = attention_mask.size(1);
+    longest = 0;
+    for (int64_t b = 0; b < attention_mask.size(0); ++b) {
+      int64_t n = 0;
+      for (int64_t t = 0; t < length; ++t) n += flags[static_cast<size_t>(b * length + t)] ? 1 : 0;
+      longest = std::max(longest, n);
+    }
+  }
+  return left_pad_condition(hidden, attention_mask, std::clamp<int64_t>(longest, 1, slots));
 }
 
 // The decoder's attention mask for a left-padded prefix (built in the data layer).
