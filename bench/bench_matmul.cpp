@@ -1,6 +1,7 @@
-// mentor::cpu::gemm<float> against OpenBLAS cblas_sgemm in the same binary, same operands, same
-// thread count (2 by default, or the MENTOR_THREADS environment variable): square products at
-// n = 256..2048, transposed operands at n = 1024, and batched attention-sized products.
+// mentor::cpu::gemm<float> against OpenBLAS's threaded cblas_sgemm in the same binary, same
+// operands, same thread count (2 by default, or the MENTOR_THREADS environment variable): square
+// products at n = 256..2048, transposed operands at n = 1024, a training step's tall-skinny linear
+// products (forward and both backward forms), and batched attention-sized products.
 //
 //   build-*/bench/bench_matmul [--benchmark_filter=NN] [--benchmark_repetitions=5
 //                               --benchmark_enable_random_interleaving=true]
@@ -35,9 +36,8 @@
 #include "mentor/backend/cpu/gemm.hpp"  // also brings Eigen/Core (Eigen::setNbThreads)
 #include "mentor/backend/cpu/parallel.hpp"
 
-#ifdef MENTOR_HAVE_OPENBLAS
-#include <cblas.h>
-extern "C" void openblas_set_num_threads(int);
+#ifdef MENTOR_OPENBLAS_YARDSTICK
+#include <dlfcn.h>
 #endif
 
 namespace {
@@ -146,15 +146,46 @@ void run_mentor(benchmark::State& state, GemmShape s) {
   });
 }
 
-#ifdef MENTOR_HAVE_OPENBLAS
+#ifdef MENTOR_OPENBLAS_YARDSTICK
+// The yardstick: OpenBLAS's threaded build (Debian's openblas-pthread) and its own thread pool, as
+// a user calling cblas_sgemm gets it. mentor itself may link the OpenMP build, which has the same
+// soname, so the threaded one is loaded privately by path (RTLD_DEEPBIND: its calls stay inside
+// it) and called through dlsym.
+struct ThreadedOpenBlas {
+  // cblas_sgemm's C ABI; the CBLAS enums are ints (CblasRowMajor 101, NoTrans 111, Trans 112).
+  using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
+                         float, float*, int);
+  using SetThreads = void (*)(int);
+  Sgemm sgemm = nullptr;
+  SetThreads set_num_threads = nullptr;
+  std::string error;
+  ThreadedOpenBlas() {
+    void* handle = dlopen(MENTOR_OPENBLAS_YARDSTICK, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (handle == nullptr) {
+      error = dlerror();
+      return;
+    }
+    sgemm = reinterpret_cast<Sgemm>(dlsym(handle, "cblas_sgemm"));
+    set_num_threads = reinterpret_cast<SetThreads>(dlsym(handle, "openblas_set_num_threads"));
+    if (sgemm == nullptr || set_num_threads == nullptr) error = "cblas_sgemm not found";
+  }
+  bool loaded() const { return error.empty(); }
+};
+const ThreadedOpenBlas& threaded_openblas() {
+  static const ThreadedOpenBlas library;
+  return library;
+}
+
 void run_openblas(benchmark::State& state, GemmShape s) {
   GemmOperands ops(s);
   let_idle_threads_sleep();
-  const auto trans = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
+  constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+  const auto trans = [](bool t) { return t ? kTrans : kNoTrans; };
+  const auto cblas_sgemm = threaded_openblas().sgemm;
   time_product(state, s, ops.c.data(), [&] {
     // OpenBLAS 0.3.21 has no batched sgemm: the batch is a loop of (threaded) calls.
     for (int64_t i = 0; i < s.batch; ++i) {
-      cblas_sgemm(CblasRowMajor, trans(s.trans_a), trans(s.trans_b), static_cast<int>(s.m),
+      cblas_sgemm(kRowMajor, trans(s.trans_a), trans(s.trans_b), static_cast<int>(s.m),
                   static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, ops.a.data() + i * s.m * s.k,
                   static_cast<int>(GemmOperands::lda(s)), ops.b.data() + i * s.k * s.n,
                   static_cast<int>(GemmOperands::ldb(s)), 0.0f, ops.c.data() + i * s.m * s.n,
@@ -169,10 +200,11 @@ void register_case(const std::string& case_name, GemmShape shape) {
   benchmark::RegisterBenchmark(("mentor/" + case_name).c_str(), run_mentor, shape)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
-#ifdef MENTOR_HAVE_OPENBLAS
-  benchmark::RegisterBenchmark(("openblas/" + case_name).c_str(), run_openblas, shape)
-      ->UseRealTime()
-      ->Unit(benchmark::kMillisecond);
+#ifdef MENTOR_OPENBLAS_YARDSTICK
+  if (threaded_openblas().loaded())
+    benchmark::RegisterBenchmark(("openblas/" + case_name).c_str(), run_openblas, shape)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
 #endif
 }
 
@@ -261,11 +293,20 @@ int main(int argc, char** argv) {
   // The same count for everyone: mentor's own split, Eigen's internal OpenMP, and OpenBLAS.
   mentor::cpu::set_num_threads(threads);
   Eigen::setNbThreads(threads);
-#ifdef MENTOR_HAVE_OPENBLAS
-  openblas_set_num_threads(threads);
-  benchmark::AddCustomContext("openblas", "linked");
+#ifdef MENTOR_OPENBLAS_YARDSTICK
+  if (threaded_openblas().loaded()) {
+    threaded_openblas().set_num_threads(threads);
+    benchmark::AddCustomContext("openblas", MENTOR_OPENBLAS_YARDSTICK);
+  } else {
+    benchmark::AddCustomContext("openblas", "not loaded: " + threaded_openblas().error);
+  }
 #else
-  benchmark::AddCustomContext("openblas", "not linked (mentor only)");
+  benchmark::AddCustomContext("openblas", "not found at build time (mentor only)");
+#endif
+#if defined(MENTOR_WITH_OPENBLAS) && MENTOR_WITH_OPENBLAS
+  benchmark::AddCustomContext("mentor kernel", "OpenBLAS (OpenMP build), mentor's threads");
+#else
+  benchmark::AddCustomContext("mentor kernel", "Eigen, mentor's threads");
 #endif
   benchmark::AddCustomContext("threads", std::to_string(threads));
 
@@ -275,6 +316,11 @@ int main(int argc, char** argv) {
   register_case("sgemm_NT/n:1024", {1, 1024, 1024, 1024, false, true});
   register_case("sgemm_TN/n:1024", {1, 1024, 1024, 1024, true, false});
   register_case("sgemm_TT/n:1024", {1, 1024, 1024, 1024, true, true});
+  // A training step's linear layer, x [1520, 256] -> [1520, 768] with W [768, 256] (95 sequences
+  // of 16 tokens at dim 256): forward y = x W^T, backward dx = dy W and dW = dy^T x.
+  register_case("linear_fwd_NT/1520x768x256", {1, 1520, 768, 256, false, true});
+  register_case("linear_dx_NN/1520x256x768", {1, 1520, 256, 768, false, false});
+  register_case("linear_dw_TN/768x256x1520", {1, 768, 256, 1520, true, false});
   // Attention heads: 32 x (Q K^T) with T = 128, head dim 64, then 32 x (P V).
   register_case("batched_QKt/32x128x128x64", {32, 128, 128, 64, false, true});
   register_case("batched_PV/32x128x64x128", {32, 128, 64, 128, false, false});

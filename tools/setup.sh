@@ -5,7 +5,9 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
-  libeigen3-dev libopenblas-dev          # CPU backend; OpenBLAS is only the benchmark's yardstick
+  libeigen3-dev                          # CPU backend (Eigen: tensors, the portable GEMM)
+  libopenblas-openmp-dev                 # CPU GEMM kernel, one per mentor thread (gemm.hpp)
+  libopenblas-dev                        # OpenBLAS threaded: bench_matmul's yardstick
   catch2 libbenchmark-dev                # tests and microbenchmarks
   nlohmann-json3-dev libcli11-dev        # JSON configs, command lines
   libstb-dev                             # PNG writing (stb_image_write)

@@ -86,6 +86,31 @@ Reference reference_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
   return ref;
 }
 
+// The classic dot-product bound: k + 3 roundings (k products and sums, alpha, beta, the final
+// add), each relative to the summed magnitudes in `scale`.
+template <class T>
+double tolerance(const Reference& ref, std::size_t idx) {
+  return static_cast<double>(std::numeric_limits<T>::epsilon()) *
+         static_cast<double>(ref.depth + 3) * ref.scale[idx];
+}
+
+// True when C matches the reference within tolerance and its padding is untouched; no Catch
+// macros, so threads may call it.
+template <class T>
+bool matches(const StoredMatrix<T>& c, const StoredMatrix<T>& before, const Reference& ref) {
+  for (int64_t i = 0; i < c.rows; ++i)
+    for (int64_t j = 0; j < c.ld; ++j) {
+      const double got = c.at(i, j);
+      if (j >= c.cols) {
+        if (got != static_cast<double>(before.at(i, j))) return false;
+        continue;
+      }
+      const auto idx = static_cast<std::size_t>(i * c.cols + j);
+      if (!(std::abs(got - ref.value[idx]) <= tolerance<T>(ref, idx))) return false;
+    }
+  return true;
+}
+
 // Checks C (m x n inside its padded storage) against the reference, and that the padding columns
 // still hold what `before` held there.
 template <class T>
@@ -102,10 +127,7 @@ void require_matches(const StoredMatrix<T>& c, const StoredMatrix<T>& before,
         continue;
       }
       const auto idx = static_cast<std::size_t>(i * c.cols + j);
-      // The classic dot-product bound: k + 3 roundings (k products and sums, alpha, beta, the final
-      // add), each relative to the summed magnitudes in `scale`.
-      const double tol = static_cast<double>(std::numeric_limits<T>::epsilon()) *
-                         static_cast<double>(ref.depth + 3) * ref.scale[idx];
+      const double tol = tolerance<T>(ref, idx);
       if (!(std::abs(got - ref.value[idx]) <= tol) && bad++ < 5) {
         FAIL_CHECK("C(" << i << "," << j << ") = " << got << ", expected " << ref.value[idx]
                         << " (tol " << tol << ")");
@@ -226,6 +248,41 @@ TEST_CASE("gemm called from inside a parallel region stays correct", "[gemm]") {
     }
   });
   for (const auto& c : outputs) require_matches(c, zero, ref);
+}
+
+TEST_CASE("concurrent gemm calls on every thread stay correct", "[gemm]") {
+  // Each of mentor's threads runs its own single-threaded kernel at once (the slabs of one GEMM,
+  // or a caller's parallel loop), so the kernel must be safe to call from every thread at once:
+  // Debian's serial OpenBLAS 0.3.21 is not (a few wrong products in every thousand concurrent
+  // small NT calls, never with one thread), which this case caught. Random shapes, transposes,
+  // padded leading dimensions and alpha/beta, 16 concurrent tasks of 20 calls each per shape.
+  ThreadCountGuard guard;
+  mentor::cpu::set_num_threads(2);
+  std::mt19937 rng(123);
+  for (int shape = 0; shape < 200; ++shape) {
+    const int64_t m = 1 + rng() % 40, n = 1 + rng() % 70, k = 1 + rng() % 70;
+    const bool trans_a = rng() % 2 == 1, trans_b = rng() % 2 == 1;
+    const float alpha = rng() % 2 == 1 ? 1.0f : 0.5f, beta = rng() % 2 == 1 ? 0.0f : 1.0f;
+    CAPTURE(shape, m, n, k, trans_a, trans_b, alpha, beta);
+    const auto a = random_matrix<float>(trans_a ? k : m, trans_a ? m : k, rng() % 3, rng);
+    const auto b = random_matrix<float>(trans_b ? n : k, trans_b ? k : n, rng() % 3, rng);
+    const auto before = random_matrix<float>(m, n, rng() % 3, rng);
+    const auto ref = reference_gemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, before);
+    std::vector<int> wrong(16, 0);
+    mentor::cpu::parallel_for(16, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task)
+        for (int call = 0; call < 20; ++call) {
+          StoredMatrix<float> c = before;
+          gemm<float>(trans_a, trans_b, m, n, k, alpha, a.data.data(), a.ld, b.data.data(), b.ld,
+                      beta, c.data.data(), c.ld);
+          // Catch's macros are not thread-safe: count here, check after the loop.
+          if (!matches(c, before, ref)) ++wrong[static_cast<std::size_t>(task)];
+        }
+    });
+    int total = 0;
+    for (const int w : wrong) total += w;
+    REQUIRE(total == 0);
+  }
 }
 
 TEST_CASE("gemm rejects bad arguments with messages naming them", "[gemm]") {

@@ -1,14 +1,15 @@
 #pragma once
 // CPU GEMM: C = alpha * op(A) * op(B) + beta * C on raw row-major buffers (the cblas CblasRowMajor
-// convention), computed by Eigen's blocked GEMM kernel.
+// convention).
 //
-// Threading is done here rather than by Eigen: the rows (or columns) of C are cut into one
-// contiguous slab per thread and each thread runs a single-threaded Eigen GEMM on its slab. The
-// slabs never wait on each other (Eigen's own OpenMP GEMM shares packed panels and synchronises per
-// block), which measured 5-10% faster at n = 512 and 1024 and on par at 2048 on the 2-core AVX-512
-// machine, and it lets gemm_batched run whole matrices per thread instead. Eigen 3.4's float
-// micro-kernel (3 x 16 rows by 4 columns on AVX-512) reaches ~85% of OpenBLAS's per core, which
-// bounds what any threading scheme here can reach; bench/bench_matmul.cpp measures both.
+// Threading is done here: the rows (or columns) of C are cut into one contiguous slab per thread
+// and each thread runs one single-threaded kernel on its slab, so the slabs never wait on each
+// other and mentor's one thread pool (OpenMP, parallel.hpp) is the only one. The kernel is
+// OpenBLAS's OpenMP build when the build found it (MENTOR_WITH_OPENBLAS: packed micro-kernels
+// chosen at run time for the CPU, AVX-512 or AVX2; inside a parallel region it runs on the calling
+// thread, and outside one it follows mentor's thread count, as both share the OpenMP runtime), else
+// Eigen's blocked GEMM, the portable fallback. bench/bench_matmul.cpp measures the result against
+// OpenBLAS's own threaded cblas_sgemm; docs/performance.md has the figures.
 
 // GCC 12 reports a false -Wmaybe-uninitialized (-Wuninitialized at -O1 with sanitizers) inside its
 // own AVX-512 intrinsics (`__m512 __Y = __Y;` in _mm512_undefined_ps) when Eigen's product kernels
@@ -27,7 +28,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <type_traits>
+
+#if defined(MENTOR_WITH_OPENBLAS) && MENTOR_WITH_OPENBLAS
+#include <cblas.h>
+#endif
 
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/core/error.hpp"
@@ -63,16 +69,10 @@ void scale_matrix(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
   }
 }
 
-// One single-threaded call of Eigen's GEMM (callers split the work; see gemm_dispatch).
+// One single-threaded call of Eigen's GEMM; m, n, k > 0 and alpha != 0 (gemm_serial checks).
 template <class T>
 void gemm_eigen(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                 int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0 || alpha == T(0)) {
-    // BLAS semantics: op(A) * op(B) is not computed, so A and B are not read.
-    scale_matrix(m, n, beta, c, ldc);
-    return;
-  }
   RowMajorMap<T> c_map(c, m, n, Eigen::OuterStride<>(ldc));
   const ConstRowMajorMap<T> a_map(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
   const ConstRowMajorMap<T> b_map(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
@@ -98,7 +98,44 @@ void gemm_eigen(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T a
   }
 }
 
-// Splits C into per-thread slabs (rows when m >= n, else columns) and runs gemm_eigen on each.
+#if defined(MENTOR_WITH_OPENBLAS) && MENTOR_WITH_OPENBLAS
+// OpenBLAS takes 32-bit sizes; larger ones go to Eigen.
+inline bool fits_blas_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+  constexpr int64_t limit = std::numeric_limits<blasint>::max();
+  return m <= limit && n <= limit && k <= limit && lda <= limit && ldb <= limit && ldc <= limit;
+}
+#endif
+
+// One single-threaded GEMM (callers split the work; see gemm_dispatch): OpenBLAS's kernel when
+// linked, else Eigen's.
+template <class T>
+void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                 int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0 || alpha == T(0)) {
+    // BLAS semantics: op(A) * op(B) is not computed, so A and B are not read.
+    scale_matrix(m, n, beta, c, ldc);
+    return;
+  }
+#if defined(MENTOR_WITH_OPENBLAS) && MENTOR_WITH_OPENBLAS
+  if (fits_blas_int(m, n, k, lda, ldb, ldc)) {
+    const auto op = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
+    const auto i = [](int64_t v) { return static_cast<blasint>(v); };
+    // beta == 0 makes OpenBLAS store zeros before accumulating: NaN in C never leaks through.
+    if constexpr (std::is_same_v<T, float>) {
+      cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), i(m), i(n), i(k), alpha, a, i(lda), b,
+                  i(ldb), beta, c, i(ldc));
+    } else {
+      cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), i(m), i(n), i(k), alpha, a, i(lda), b,
+                  i(ldb), beta, c, i(ldc));
+    }
+    return;
+  }
+#endif
+  gemm_eigen(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Splits C into per-thread slabs (rows when m >= n, else columns) and runs gemm_serial on each.
 // Arguments are already validated.
 template <class T>
 void gemm_dispatch(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
@@ -112,7 +149,7 @@ void gemm_dispatch(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
   const int64_t slabs = (split_extent + kSlabAlignment - 1) / kSlabAlignment;
   if (threads <= 1 || k == 0 || alpha == T(0) || slabs < 2 || in_parallel_region() ||
       multiply_adds < 2.0 * kMinMultiplyAddsPerThread) {
-    gemm_eigen(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   // Work of one aligned slab; the grain keeps every thread's share above kMinMultiplyAddsPerThread.
@@ -125,13 +162,13 @@ void gemm_dispatch(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
       // Rows [begin, end) of C need rows [begin, end) of op(A): stored rows of A, or columns of
       // A^T.
       const T* a_slab = trans_a ? a + begin : a + begin * lda;
-      gemm_eigen(trans_a, trans_b, end - begin, n, k, alpha, a_slab, lda, b, ldb, beta,
-                 c + begin * ldc, ldc);
+      gemm_serial(trans_a, trans_b, end - begin, n, k, alpha, a_slab, lda, b, ldb, beta,
+                  c + begin * ldc, ldc);
     } else {
       // Columns [begin, end) of C need columns [begin, end) of op(B).
       const T* b_slab = trans_b ? b + begin * ldb : b + begin;
-      gemm_eigen(trans_a, trans_b, m, end - begin, k, alpha, a, lda, b_slab, ldb, beta, c + begin,
-                 ldc);
+      gemm_serial(trans_a, trans_b, m, end - begin, k, alpha, a, lda, b_slab, ldb, beta, c + begin,
+                  ldc);
     }
   });
 }
@@ -212,7 +249,7 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
   const auto grain =
       static_cast<int64_t>(detail::kMinMultiplyAddsPerThread / std::max(multiply_adds, 1.0)) + 1;
   parallel_for(batch, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) run_one(i, detail::gemm_eigen<T>);
+    for (int64_t i = begin; i < end; ++i) run_one(i, detail::gemm_serial<T>);
   });
 }
 
