@@ -13,26 +13,13 @@
 #include "mentor/backend/cpu/parallel.hpp"
 #include "mentor/generate/generate.hpp"
 #include "mentor/generate/greedy.hpp"
+#include "torch_cpu_ref_config.hpp"
 
 using namespace mentor;
 
 namespace {
 
-models::GPTConfig bench_config() {
-  models::GPTConfig c;
-  c.model_type = models::GPTModelType::TextToImage;
-  c.dim = 256;
-  c.n_layer = 4;
-  c.n_head = 4;
-  c.multiple_of = 256;
-  c.vocab_size = 1024;
-  c.block_size = 64;
-  c.cls_token_num = 32;
-  c.caption_dim = 256;
-  c.rope_prefix = RopePrefix::Identity;
-  c.token_dropout_p = c.resid_dropout_p = c.ffn_dropout_p = 0.0;
-  return c;
-}
+models::GPTConfig bench_config() { return bench::torch_cpu_ref_config(); }
 
 models::GPT<float, CPU>& bench_model() {
   static std::unique_ptr<models::GPT<float, CPU>> model = [] {

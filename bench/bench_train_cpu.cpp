@@ -27,6 +27,7 @@
 #include "mentor/models/gpt.hpp"
 #include "mentor/models/mentor.hpp"
 #include "mentor/train/trainer.hpp"
+#include "torch_cpu_ref_config.hpp"
 
 using namespace mentor;
 
@@ -62,20 +63,10 @@ void report(benchmark::State& state, double tokens_per_step) {
 
 // ---- torch_cpu_ref.py's tiny decoder ------------------------------------------------------------
 
+// No guidance dropout either: the script trains on the condition as given.
 models::GPTConfig decoder_config() {
-  models::GPTConfig c;
-  c.model_type = models::GPTModelType::TextToImage;
-  c.dim = 256;
-  c.n_layer = 4;
-  c.n_head = 4;
-  c.multiple_of = 256;
-  c.vocab_size = 1024;
-  c.block_size = 64;
-  c.cls_token_num = 32;
-  c.caption_dim = 256;
-  c.rope_prefix = RopePrefix::Identity;
+  models::GPTConfig c = bench::torch_cpu_ref_config();
   c.class_dropout_prob = 0.0;
-  c.token_dropout_p = c.resid_dropout_p = c.ffn_dropout_p = 0.0;
   return c;
 }
 
