@@ -417,9 +417,14 @@ class GPT : public nn::Module<T, D> {
       attn_mask = AttnMask<D>::from(m);
     }
     Tensor<float, D> rope = freqs_cis.narrow(0, config_.cls_token_num - cond_rows, seq);
-    for (auto& layer : layers) h = layer(h, rope, attn_mask, &dropout_generator);
-    Tensor<T, D> logits = output(norm(h));
-    return logits.narrow(1, cond_rows - 1, seq - cond_rows + 1);
+    // The loss reads the rows from the last condition slot on: the last block computes only
+    // those (its keys still span the whole sequence), and so does the head.
+    const int64_t first_logit = cond_rows - 1;
+    for (size_t l = 0; l < layers.size(); ++l)
+      h = layers[l](h, rope, attn_mask, &dropout_generator,
+                    l + 1 == layers.size() ? first_logit : 0);
+    if (layers.empty()) h = h.narrow(1, first_logit, seq - first_logit);
+    return output(norm(h));
   }
 
   Tensor<bool, D> drop_mask(int64_t batch, const Tensor<bool, D>& force_drop,

@@ -56,11 +56,27 @@ class Attention : public Module<T, D> {
   }
 
   // x [B, S, dim]; rope [S, head_dim/2, 2] (the table rows of these S positions); mask over
-  // [B or 1, 1 or n_head, S, S]. Returns [B, S, dim].
+  // [B or 1, 1 or n_head, S, S]. Returns [B, S, dim]; with first_query > 0, only the rows of the
+  // queries [first_query, S), [B, S - first_query, dim], every key still seen (what a last layer
+  // whose first rows feed nothing needs).
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<float, D>& rope,
-                          const AttnMask<D>& mask, Generator* dropout_gen = nullptr) const {
+                          const AttnMask<D>& mask, Generator* dropout_gen = nullptr,
+                          int64_t first_query = 0) const {
     auto [q, k, v] = project(x, rope);
-    return finish(scaled_dot_product_attention(q, k, v, mask), x, true, dropout_gen);
+    const int64_t seq = x.size(1);
+    MENTOR_CHECK_SHAPE(first_query >= 0 && first_query < seq, "Attention: first_query ",
+                       first_query, " outside [0, ", seq, ")");
+    if (first_query == 0)
+      return finish(scaled_dot_product_attention(q, k, v, mask), x.size(1), true, dropout_gen);
+    // The kept queries are the last ones, which is how a causal mask reads Sq < Sk.
+    AttnMask<D> kept_mask = mask;
+    if (mask.kind == MaskKind::Explicit &&
+        mask.explicit_mask.size(mask.explicit_mask.dim() - 2) == seq)
+      kept_mask.explicit_mask =
+          mask.explicit_mask.narrow(mask.explicit_mask.dim() - 2, first_query, seq - first_query);
+    return finish(
+        scaled_dot_product_attention(q.narrow(2, first_query, seq - first_query), k, v, kept_mask),
+        seq - first_query, true, dropout_gen);
   }
 
   // Inference with the KV cache (see the file comment). x [B, S, dim] with B <= cache batch;
@@ -90,7 +106,7 @@ class Attention : public Module<T, D> {
     }
     Tensor<T, D> keys = k_cache.narrow(2, 0, start_pos + seq);
     Tensor<T, D> values = v_cache.narrow(2, 0, start_pos + seq);
-    return finish(scaled_dot_product_attention(q, keys, values, mask), x, false, nullptr);
+    return finish(scaled_dot_product_attention(q, keys, values, mask), seq, false, nullptr);
   }
 
   // Allocates (zeroed) keys and values for `batch` sequences of up to `capacity` positions.
@@ -140,9 +156,9 @@ class Attention : public Module<T, D> {
   }
 
   // attended [B, H, S, Dh] -> wo -> residual dropout (training path only) -> [B, S, dim].
-  Tensor<T, D> finish(const Tensor<T, D>& attended, const Tensor<T, D>& x, bool with_dropout,
+  Tensor<T, D> finish(const Tensor<T, D>& attended, int64_t seq, bool with_dropout,
                       Generator* dropout_gen) const {
-    Tensor<T, D> merged = attended.transpose(1, 2).reshape({x.size(0), x.size(1), dim()});
+    Tensor<T, D> merged = attended.transpose(1, 2).reshape({attended.size(0), seq, dim()});
     Tensor<T, D> out = wo(merged);
     if (with_dropout && this->training() && resid_dropout_p > 0.0) {
       MENTOR_CHECK(dropout_gen != nullptr, "Attention: training with residual dropout ",

@@ -33,10 +33,14 @@ class TransformerBlock : public Module<T, D> {
         attention_norm(config.dim, config.norm_eps),
         ffn_norm(config.dim, config.norm_eps) {}
 
-  // Training / whole-sequence path: x [B, S, dim], rope [S, head_dim/2, 2].
+  // Training / whole-sequence path: x [B, S, dim], rope [S, head_dim/2, 2]. With first_row > 0
+  // only the output rows [first_row, S) are computed (the attention still sees every key): the
+  // last block of a decoder whose loss reads only those rows.
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<float, D>& rope,
-                          const AttnMask<D>& mask, Generator* dropout_gen = nullptr) const {
-    Tensor<T, D> h = add(x, attention(attention_norm(x), rope, mask, dropout_gen));
+                          const AttnMask<D>& mask, Generator* dropout_gen = nullptr,
+                          int64_t first_row = 0) const {
+    const Tensor<T, D> kept = first_row == 0 ? x : x.narrow(1, first_row, x.size(1) - first_row);
+    Tensor<T, D> h = add(kept, attention(attention_norm(x), rope, mask, dropout_gen, first_row));
     return add(h, feed_forward(ffn_norm(h), dropout_gen));
   }
 
