@@ -3,10 +3,10 @@
 //
 // An op computes its output, then calls
 //     autograd::record("silu", out, backward, x, ...);
-// where `backward(grad_out)` (or `backward(grad_out, needs)`, needs[i] telling whether input i wants
-// a gradient) returns a std::tuple with one entry per input: a tensor of exactly that input's type,
-// or autograd::NoGrad for inputs that carry none (indices, masks). The tuple is checked when the
-// op is compiled, so an op cannot be recorded without a complete backward.
+// where `backward(grad_out)` (or `backward(grad_out, needs)`, needs[i] telling whether input i
+// wants a gradient) returns a std::tuple with one entry per input: a tensor of exactly that input's
+// type, or autograd::NoGrad for inputs that carry none (indices, masks). The tuple is checked when
+// the op is compiled, so an op cannot be recorded without a complete backward.
 //
 // Gradient rule: leaf tensors (parameters) own their gradient and accumulate into it with += across
 // backward calls until zero_grad(); interior gradients are transient and freed once their node has
@@ -46,15 +46,25 @@ namespace detail {
 
 // Adds g into a slot's gradient without ever mutating a tensor someone else can see.
 template <class T, class D>
-void accumulate(Slot<T, D>& slot, const Tensor<T, D>& g, std::string_view op, const Shape& expected) {
-  MENTOR_CHECK_SHAPE(g.shape() == expected, "autograd: backward of '", op, "' produced a gradient of shape ",
-                     g.shape().str(), " for an input of shape ", expected.str());
+void accumulate(Slot<T, D>& slot, const Tensor<T, D>& g, std::string_view op,
+                const Shape& expected) {
+  MENTOR_CHECK_SHAPE(g.shape() == expected, "autograd: backward of '", op,
+                     "' produced a gradient of shape ", g.shape().str(), " for an input of shape ",
+                     expected.str());
   auto owns_exactly = [](const Tensor<T, D>& t) {
     return t.storage().use_count() == 1 && t.is_contiguous() && t.offset() == 0 &&
            t.storage()->bytes == t.nbytes();
   };
   if (!slot.grad.defined()) {
-    slot.grad = owns_exactly(g) ? g.detach() : g.detach().contiguous_nograd().clone();
+    // An interior gradient is only read by its node's backward, and the branches below never add
+    // into a shared one in place, so it may alias g (a residual add hands the same g to both of
+    // its inputs). Leaf and retained gradients are the user's to mutate (clipping, unscaling):
+    // those own their bytes.
+    const bool may_alias = (!slot.is_leaf() && !slot.retain_grad) || owns_exactly(g);
+    if (!g.is_contiguous())
+      slot.grad = g.detach().contiguous_nograd();  // a fresh copy of its own
+    else
+      slot.grad = may_alias ? g.detach() : g.detach().clone();
   } else if (owns_exactly(slot.grad)) {
     slot.grad.add_(g);
   } else {
@@ -76,7 +86,9 @@ class OpNode final : public Node {
   static constexpr size_t kInputs = sizeof...(Inputs);
 
   OpNode(std::string_view name, Backward backward, const Inputs&... inputs)
-      : name_(name), backward_(std::move(backward)), input_slots_(slot_of(inputs)...),
+      : name_(name),
+        backward_(std::move(backward)),
+        input_slots_(slot_of(inputs)...),
         input_shapes_{shape_or_empty(inputs)...} {
     size_t i = 0;
     ((needs_[i++] = inputs.requires_grad()), ...);
@@ -156,12 +168,13 @@ void record_floating(std::string_view name, Tensor<OutT, D>& out, Backward backw
   using Result = typename detail::backward_result<Backward, Tensor<OutT, D>, n>::type;
   static_assert(std::tuple_size_v<Result> == n,
                 "record: the backward must return one gradient (or NoGrad) per input");
-  static_assert(detail::backward_result_matches<Result, Inputs...>(std::index_sequence_for<Inputs...>{}),
-                "record: each gradient must have its input's exact tensor type; NoGrad is allowed "
-                "only for non-floating inputs");
+  static_assert(
+      detail::backward_result_matches<Result, Inputs...>(std::index_sequence_for<Inputs...>{}),
+      "record: each gradient must have its input's exact tensor type; NoGrad is allowed "
+      "only for non-floating inputs");
   if (!any_requires_grad(inputs...)) return;
-  auto node = std::make_shared<detail::OpNode<OutT, D, Backward, Inputs...>>(name, std::move(backward),
-                                                                            inputs...);
+  auto node = std::make_shared<detail::OpNode<OutT, D, Backward, Inputs...>>(
+      name, std::move(backward), inputs...);
   auto slot = std::make_shared<Slot<OutT, D>>();
   slot->grad_fn = node;
   slot->requires_grad = true;
@@ -172,7 +185,8 @@ void record_floating(std::string_view name, Tensor<OutT, D>& out, Backward backw
 
 // Attaches `backward` to `out` as the op `name` applied to `inputs` (see the file comment).
 template <class OutT, class D, class Backward, class... Inputs>
-void record(std::string_view name, Tensor<OutT, D>& out, Backward backward, const Inputs&... inputs) {
+void record(std::string_view name, Tensor<OutT, D>& out, Backward backward,
+            const Inputs&... inputs) {
   static_assert((is_tensor<Inputs>::value && ...), "record: inputs must be tensors");
   if constexpr (!is_floating_v<OutT>) {
     return;  // integer and boolean results carry no gradient (views of index tensors, ...)
