@@ -33,6 +33,29 @@ struct UnaryBackwardFn {
   }
 };
 
+// a = gate, b = up: f_Op(gate) · up.
+template <UnaryOp Op>
+struct GatedFn {
+  __device__ float operator()(float gate, float up) const {
+    return math::unary_value<Op, DeviceUnaryMath>(gate, 0.f) * up;
+  }
+};
+
+// Both gradients of f_Op(gate) · up in one pass; a null output is not written.
+template <UnaryOp Op, class T>
+__global__ void gated_backward_kernel(const T* __restrict__ gate, const T* __restrict__ up,
+                                      const T* __restrict__ grad_out, T* __restrict__ grad_gate,
+                                      T* __restrict__ grad_up, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float x = to_acc(gate[i]), g = to_acc(grad_out[i]);
+    if (grad_gate)
+      grad_gate[i] =
+          from_acc<T>(g * to_acc(up[i]) * math::unary_derivative<Op, DeviceUnaryMath>(x, 0.f));
+    if (grad_up) grad_up[i] = from_acc<T>(g * math::unary_value<Op, DeviceUnaryMath>(x, 0.f));
+  }
+}
+
 }  // namespace
 }  // namespace cuda::kernels
 
@@ -87,6 +110,36 @@ void cuda::unary_backward(const T* x, const T* grad_out, T* grad_x, int64_t n, f
       cuda::kernels::UnaryBackwardFn<Op>{param}, "unary_backward(map_kernel)");
 }
 
+template <UnaryOp Op, class T>
+void cuda::gated_forward(const T* gate, const T* up, T* out, int64_t n) {
+  using DT = cuda::device_t<T>;
+  cuda::kernels::launch_map<DT>(cuda::device_ptr(gate), cuda::device_ptr(up), cuda::device_ptr(out),
+                                n, cuda::kernels::GatedFn<Op>{}, "gated_forward(map_kernel)");
+}
+
+template <UnaryOp Op, class T>
+void cuda::gated_backward(const T* gate, const T* up, const T* grad_out, T* grad_gate, T* grad_up,
+                          int64_t n) {
+  using DT = cuda::device_t<T>;
+  if (n <= 0) return;
+  constexpr int kThreads = 256;
+  cuda::kernels::gated_backward_kernel<Op, DT>
+      <<<cuda::grid_blocks(n, kThreads), kThreads, 0, cuda::stream()>>>(
+          cuda::device_ptr(gate), cuda::device_ptr(up), cuda::device_ptr(grad_out),
+          cuda::device_ptr(grad_gate), cuda::device_ptr(grad_up), n);
+  MENTOR_CUDA_CHECK_LAUNCH("gated_backward_kernel");
+}
+
+#define MENTOR_INSTANTIATE_GATED(OP, T)                                      \
+  template void cuda::gated_forward<OP, T>(const T*, const T*, T*, int64_t); \
+  template void cuda::gated_backward<OP, T>(const T*, const T*, const T*, T*, T*, int64_t);
+#define MENTOR_INSTANTIATE_GATED_ALL(T)      \
+  MENTOR_INSTANTIATE_GATED(UnaryOp::Silu, T) \
+  MENTOR_INSTANTIATE_GATED(UnaryOp::Gelu, T) \
+  MENTOR_INSTANTIATE_GATED(UnaryOp::GeluTanh, T)
+MENTOR_INSTANTIATE_GATED_ALL(float)
+MENTOR_INSTANTIATE_GATED_ALL(bf16)
+
 #define MENTOR_INSTANTIATE_BINARY(OP, T)                                                    \
   template void cuda::binary<OP, T>(const T*, const Strides&, const T*, const Strides&, T*, \
                                     const Shape&);                                          \
@@ -102,20 +155,20 @@ MENTOR_INSTANTIATE_BINARY_ALL(bf16)
 #define MENTOR_INSTANTIATE_UNARY(OP, T)                           \
   template void cuda::unary<OP, T>(const T*, T*, int64_t, float); \
   template void cuda::unary_backward<OP, T>(const T*, const T*, T*, int64_t, float);
-#define MENTOR_INSTANTIATE_UNARY_ALL(T)          \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Exp, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Log, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sqrt, T)     \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Rsqrt, T)    \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Tanh, T)     \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sigmoid, T)  \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Silu, T)     \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Relu, T)     \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Abs, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Square, T)   \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Pow, T)      \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::Gelu, T)     \
-  MENTOR_INSTANTIATE_UNARY(UnaryOp::GeluTanh, T) \
+#define MENTOR_INSTANTIATE_UNARY_ALL(T)           \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Exp, T)       \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Log, T)       \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sqrt, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Rsqrt, T)     \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Tanh, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Sigmoid, T)   \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Silu, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Relu, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Abs, T)       \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Square, T)    \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Pow, T)       \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::Gelu, T)      \
+  MENTOR_INSTANTIATE_UNARY(UnaryOp::GeluTanh, T)  \
   MENTOR_INSTANTIATE_UNARY(UnaryOp::QuickGelu, T) \
   MENTOR_INSTANTIATE_UNARY(UnaryOp::LeakyRelu, T)
 MENTOR_INSTANTIATE_UNARY_ALL(float)

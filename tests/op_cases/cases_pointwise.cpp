@@ -1,6 +1,7 @@
 // Op cases of the element-wise, reduction, softmax, loss, normalisation and dropout ops.
 #include "mentor/ops/dropout.hpp"
 #include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/gated.hpp"
 #include "mentor/ops/loss.hpp"
 #include "mentor/ops/normalize.hpp"
 #include "mentor/ops/reduce.hpp"
@@ -25,6 +26,13 @@ void register_unary(Registry& r) {
   r.add("tanh", {x(-2, 2)}, [](const auto& in) { return tanh(in[0]); }).golden("tanh");
   r.add("sigmoid", {x(-3, 3)}, [](const auto& in) { return sigmoid(in[0]); }).golden("sigmoid");
   r.add("silu", {x(-3, 3)}, [](const auto& in) { return silu(in[0]); }).golden("silu");
+  // The fused gated products (tests/ops/test_unary.cpp holds them against act then mul).
+  r.add("swiglu", {x(-3, 3), values("up", kSmall, -2, 2).perf(kBig)},
+        [](const auto& in) { return swiglu(in[0], in[1]); });
+  r.add("geglu", {x(-3, 3), values("up", kSmall, -2, 2).perf(kBig)},
+        [](const auto& in) { return geglu(in[0], in[1]); });
+  r.add("geglu.tanh", {x(-3, 3), values("up", kSmall, -2, 2).perf(kBig)},
+        [](const auto& in) { return geglu(in[0], in[1], GeluApprox::Tanh); });
   r.add("relu", {signed_values("x", kSmall, 0.1, 2).perf(kBig)}, [](const auto& in) {
      return relu(in[0]);
    }).golden("relu");

@@ -3,8 +3,11 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "mentor/ops/elementwise.hpp"
+#include "mentor/ops/gated.hpp"
 #include "mentor/ops/unary.hpp"
 #include "op_harness.hpp"
 
@@ -177,6 +180,44 @@ TEST_CASE("the vectorisable float exp is accurate and handles the edges", "[ops]
   auto s = sigmoid(Tensor<float>::from_vector({-200.f, 200.f})).to_vector();
   CHECK(s[0] == 0.0f);
   CHECK(s[1] == 1.0f);
+}
+
+TEST_CASE("the gated ops are act then mul, their gradients too, in double, float and bf16",
+          "[ops][unary]") {
+  Generator gen(23);
+  const auto gate = Tensor<double>::randn({64, 96}, gen, 0.f, 3.f);
+  const auto up = Tensor<double>::randn({64, 96}, gen);
+  const auto cot = Tensor<double>::randn({64, 96}, gen);
+  // Each case, fused and composed, at the element type of run()'s tag.
+  const std::vector<std::string> names{"swiglu", "geglu", "geglu.tanh"};
+  for (size_t which = 0; which < names.size(); ++which) {
+    auto run = [&](auto tag, bool fused) {
+      using T = decltype(tag);
+      auto a = gate.to<T>(), b = up.to<T>();
+      a.requires_grad_();
+      b.requires_grad_();
+      Tensor<T> out;
+      if (which == 0) out = fused ? swiglu(a, b) : mul(silu(a), b);
+      if (which == 1) out = fused ? geglu(a, b) : mul(gelu(a), b);
+      if (which == 2)
+        out = fused ? geglu(a, b, GeluApprox::Tanh) : mul(gelu(a, GeluApprox::Tanh), b);
+      out.backward(cot.to<T>());
+      return V{out.template to<double>(), a.grad().template to<double>(),
+               b.grad().template to<double>()};
+    };
+    const V expected = run(double{}, false);
+    const V f64 = run(double{}, true), f32 = run(float{}, true), b16 = run(bf16{}, true);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      INFO(names[which] << " output " << i << " (0 = forward, 1 = d gate, 2 = d up)");
+      CHECK(rel_error(f64[i], expected[i]) <= 1e-14);
+      CHECK(rel_error(f32[i], expected[i]) <= 1e-6);
+      CHECK(rel_error(b16[i], expected[i]) <= 1e-2);
+    }
+  }
+  check_gradients([](const V& in) { return swiglu(in[0], in[1]); }, {gate, up});
+  check_gradients([](const V& in) { return geglu(in[0], in[1], GeluApprox::Tanh); }, {gate, up});
+  CHECK_THROWS_WITH(swiglu(gate, up.narrow(1, 0, 10)),
+                    Catch::Matchers::Contains("swiglu: gate [64, 96] and up [64, 10] differ"));
 }
 
 }  // namespace test_unary

@@ -40,6 +40,7 @@
 #include "mentor/ops/dropout.hpp"
 #include "mentor/ops/elementwise.hpp"
 #include "mentor/ops/embedding.hpp"
+#include "mentor/ops/gated.hpp"
 #include "mentor/ops/matmul.hpp"
 #include "mentor/ops/norm.hpp"
 #include "mentor/ops/softmax.hpp"
@@ -61,6 +62,22 @@ Tensor<T, D> apply_t5_activation(const Tensor<T, D>& x, T5Activation act) {
       return silu(x);
   }
   throw Error("apply_t5_activation: unknown activation");
+}
+
+// act(gate) · up, fused where ops/gated.hpp has the activation.
+template <FloatingElement T, class D>
+Tensor<T, D> apply_t5_gated(const Tensor<T, D>& gate, const Tensor<T, D>& up, T5Activation act) {
+  switch (act) {
+    case T5Activation::Gelu:
+      return geglu(gate, up, GeluApprox::None);
+    case T5Activation::GeluNew:
+      return geglu(gate, up, GeluApprox::Tanh);
+    case T5Activation::Silu:
+      return swiglu(gate, up);
+    case T5Activation::Relu:
+      break;
+  }
+  return mul(apply_t5_activation(gate, act), up);
 }
 
 // T5's bucket of a relative position (key position - query position), as HF
@@ -239,8 +256,8 @@ class T5DenseActDense : public nn::Module<T, D> {
   }
 
   Tensor<T, D> operator()(const Tensor<T, D>& x, Generator* gen, bool training) const {
-    Tensor<T, D> hidden = gated_ ? mul(apply_t5_activation(wi_0(x), act_), wi_1(x))
-                                 : apply_t5_activation(wi(x), act_);
+    Tensor<T, D> hidden =
+        gated_ ? apply_t5_gated(wi_0(x), wi_1(x), act_) : apply_t5_activation(wi(x), act_);
     return wo(t5_dropout(hidden, dropout_, gen, training));
   }
   void visit(nn::Visitor<T, D>& v) override {

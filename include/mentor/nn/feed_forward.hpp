@@ -7,8 +7,7 @@
 #include "mentor/core/error.hpp"
 #include "mentor/nn/layers.hpp"
 #include "mentor/ops/dropout.hpp"
-#include "mentor/ops/elementwise.hpp"
-#include "mentor/ops/unary.hpp"
+#include "mentor/ops/gated.hpp"
 
 namespace mentor::nn {
 
@@ -45,7 +44,7 @@ class FeedForward : public Module<T, D> {
   Tensor<T, D> forward_no_dropout(const Tensor<T, D>& x) const {
     MENTOR_CHECK_SHAPE(x.dim() >= 1 && x.size(-1) == w1.in_features(), "FeedForward: input ",
                        x.shape().str(), " does not end in dim ", w1.in_features());
-    return w2(mul(silu(w1(x)), w3(x)));
+    return w2(swiglu(w1(x), w3(x)));
   }
 
   void visit(Visitor<T, D>& v) override {

@@ -5,6 +5,7 @@
 #include "mentor/ops/dropout.hpp"
 #include "mentor/ops/elementwise.hpp"
 #include "mentor/ops/embedding.hpp"
+#include "mentor/ops/gated.hpp"
 #include "mentor/ops/loss.hpp"
 #include "mentor/ops/matmul.hpp"
 #include "mentor/ops/norm.hpp"

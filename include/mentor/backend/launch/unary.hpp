@@ -35,6 +35,13 @@ void unary(const T* x, T* out, int64_t n, float param);
 // formulas; abs'(0) = 0, pow' = 0 when param == 0).
 template <UnaryOp Op, class T>
 void unary_backward(const T* x, const T* grad_out, T* grad_x, int64_t n, float param);
+// ops/gated.hpp: out[i] = f_Op(gate[i]) · up[i]; the backward writes the gradients that are not
+// null, in one pass. Instantiated for Silu, Gelu and GeluTanh.
+template <UnaryOp Op, class T>
+void gated_forward(const T* gate, const T* up, T* out, int64_t n);
+template <UnaryOp Op, class T>
+void gated_backward(const T* gate, const T* up, const T* grad_out, T* grad_gate, T* grad_up,
+                    int64_t n);
 }  // namespace cuda
 
 }  // namespace mentor
